@@ -1,0 +1,831 @@
+//! Configuration: one typed [`Config`], parsed from TOML once at start-up and validated.
+//!
+//! Every key has a default except the upstream credentials. Unknown keys are errors (a typo
+//! must not silently fall back to a default), and every error names the offending key, e.g.
+//! ``config: `upstream.base_url`: must start with https://``. Relative paths are resolved
+//! against the directory of the config file, so a config directory can be moved as a whole.
+//!
+//! Secrets are never in the config file itself: it names files (or environment variables)
+//! that hold them. [`Credentials::load`] reads them into [`Secret`]s; environment access goes
+//! through the small [`Env`] trait so tests pass a map instead of mutating the process
+//! environment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// Environment variable that may hold the App ID key when `credentials.app_key_file` is unset.
+pub const ENV_APP_KEY: &str = "MEETGATE_APP_KEY";
+/// Environment variable that may hold the account password when `credentials.password_file`
+/// is unset.
+pub const ENV_PASSWORD: &str = "MEETGATE_PASSWORD";
+
+/// Everything that can be wrong with a configuration. Displayed once to the operator at
+/// start-up (or by `meetgate check-config`), so each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The whole configuration, as loaded from `meetgate.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: ListenConfig,
+    pub upstream: UpstreamConfig,
+    pub credentials: CredentialsConfig,
+    #[serde(default)]
+    pub token: TokenConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[listen]`: where callers reach meetgate.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    pub addr: SocketAddr,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// `[upstream]`: the Huawei Cloud Meeting API and how meetgate talks to it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `https://host[:port]`, no path.
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    /// Extra trust anchors (PEM) on top of the built-in web PKI roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// TCP connect plus TLS handshake.
+    #[serde(default = "default_connect_timeout", with = "millis")]
+    pub connect_timeout_ms: Duration,
+    /// From sending the request to having read the whole response.
+    #[serde(default = "default_request_timeout", with = "millis")]
+    pub request_timeout_ms: Duration,
+    /// Pooled connections idle longer than this are closed by meetgate first, so it rarely
+    /// reuses a connection the upstream is about to close.
+    #[serde(default = "default_pool_idle", with = "secs")]
+    pub pool_idle_timeout_secs: Duration,
+    #[serde(default = "default_pool_max_idle")]
+    pub pool_max_idle: usize,
+    /// Responses larger than this are not relayed (the upstream's are tiny).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+fn default_base_url() -> String {
+    "https://api.meeting.huaweicloud.com".into()
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_millis(3_000)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_millis(10_000)
+}
+fn default_pool_idle() -> Duration {
+    Duration::from_secs(50)
+}
+fn default_pool_max_idle() -> usize {
+    32
+}
+fn default_max_response_bytes() -> usize {
+    1024 * 1024
+}
+
+/// `[credentials]`: which credential chain yields the meeting control tokens. The secrets
+/// themselves are read by [`Credentials::load`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CredentialsConfig {
+    /// App ID authentication (HMAC-SHA256) → access token → conference details → chair
+    /// password → control token.
+    AppId {
+        app_id: String,
+        #[serde(default)]
+        app_key_file: Option<PathBuf>,
+        #[serde(default)]
+        user_id: Option<String>,
+        /// Only for SP (multi-tenant) mode; must be unset for a single enterprise.
+        #[serde(default)]
+        corp_id: Option<String>,
+    },
+    /// Account + password login → access token → conference details → chair password →
+    /// control token.
+    Account {
+        account: String,
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+    },
+    /// A fixed table of conference ID → host password (fixed meeting rooms).
+    HostPassword { host_passwords_file: PathBuf },
+}
+
+/// `[token]`: the control-token cache and its renewal.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Renew a control token when this fraction of its lifetime has passed (minus up to 5
+    /// points of jitter).
+    pub refresh_at_fraction: f64,
+    /// Conferences kept in the cache; the least recently used is dropped beyond this.
+    pub max_conferences: usize,
+    /// A conference unused for this long is dropped with its token and chair password.
+    #[serde(with = "secs")]
+    pub idle_evict_secs: Duration,
+    /// How long a definite failure (wrong host password, conference not found or not
+    /// running) is answered from memory.
+    #[serde(with = "secs")]
+    pub negative_cache_secs: Duration,
+    /// Upstream answers to a removal that mean "control token invalid": the token is
+    /// dropped, a fresh one obtained and the removal retried once.
+    pub invalid_token_errors: Vec<ErrorMatch>,
+    /// First wait after a transient token failure; doubles per failure up to the max.
+    #[serde(with = "millis")]
+    pub backoff_initial_ms: Duration,
+    #[serde(with = "millis")]
+    pub backoff_max_ms: Duration,
+    /// Lifetime of App ID signatures (`expireTime` = now + this).
+    #[serde(with = "secs")]
+    pub signature_ttl_secs: Duration,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            refresh_at_fraction: 0.8,
+            max_conferences: 10_000,
+            idle_evict_secs: Duration::from_secs(3600),
+            negative_cache_secs: Duration::from_secs(5),
+            invalid_token_errors: vec![ErrorMatch {
+                status: 401,
+                error_code: "MMC.111070004".into(),
+            }],
+            backoff_initial_ms: Duration::from_millis(500),
+            backoff_max_ms: Duration::from_millis(30_000),
+            signature_ttl_secs: Duration::from_secs(300),
+        }
+    }
+}
+
+/// An upstream error answer: HTTP status plus `error_code`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorMatch {
+    pub status: u16,
+    pub error_code: String,
+}
+
+/// `[limits]`: bounds on what a caller may send.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+    #[serde(with = "millis")]
+    pub body_timeout_ms: Duration,
+    pub max_attendees_per_request: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 64 * 1024,
+            body_timeout_ms: Duration::from_millis(10_000),
+            max_attendees_per_request: 50,
+        }
+    }
+}
+
+/// `[audit]`: the durable audit log.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            path: PathBuf::from("/var/lib/meetgate/audit.jsonl"),
+        }
+    }
+}
+
+/// `[admin]`: the health and metrics listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub addr: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        Config::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text; relative paths are resolved against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<inline>"),
+            message: e.to_string(),
+        })?;
+        config.resolve_paths(base_dir);
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(p) = self.upstream.ca_file.as_mut() {
+            resolve(p)
+        }
+        match &mut self.credentials {
+            CredentialsConfig::AppId { app_key_file, .. } => {
+                if let Some(p) = app_key_file.as_mut() {
+                    resolve(p)
+                }
+            }
+            CredentialsConfig::Account { password_file, .. } => {
+                if let Some(p) = password_file.as_mut() {
+                    resolve(p)
+                }
+            }
+            CredentialsConfig::HostPassword {
+                host_passwords_file,
+            } => resolve(host_passwords_file),
+        }
+        resolve(&mut self.audit.path);
+    }
+
+    /// Checks what serde cannot: ranges, formats and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.upstream.base()?;
+        positive(
+            "upstream.connect_timeout_ms",
+            self.upstream.connect_timeout_ms,
+        )?;
+        positive(
+            "upstream.request_timeout_ms",
+            self.upstream.request_timeout_ms,
+        )?;
+        if self.upstream.max_response_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "upstream.max_response_bytes",
+                "must be greater than 0",
+            ));
+        }
+        match &self.credentials {
+            CredentialsConfig::AppId {
+                app_id,
+                user_id,
+                corp_id,
+                ..
+            } => {
+                check_len("credentials.app_id", app_id, 1, 64)?;
+                if let Some(u) = user_id.as_deref().filter(|u| !u.is_empty()) {
+                    check_len("credentials.user_id", u, 1, 64)?;
+                }
+                if let Some(c) = corp_id.as_deref().filter(|c| !c.is_empty()) {
+                    check_len("credentials.corp_id", c, 1, 64)?;
+                }
+            }
+            CredentialsConfig::Account { account, .. } => {
+                check_len("credentials.account", account, 1, 255)?;
+            }
+            CredentialsConfig::HostPassword { .. } => {}
+        }
+        self.token.validate()?;
+        if self.limits.max_body_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "limits.max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        positive("limits.body_timeout_ms", self.limits.body_timeout_ms)?;
+        if !(1..=10_000).contains(&self.limits.max_attendees_per_request) {
+            return Err(ConfigError::invalid(
+                "limits.max_attendees_per_request",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.audit.path.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("audit.path", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, for `meetgate check-config`. The config holds
+    /// no secret values (only where to find them), so nothing needs masking here.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+impl TokenConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(0.1..=0.9).contains(&self.refresh_at_fraction) {
+            return Err(ConfigError::invalid(
+                "token.refresh_at_fraction",
+                "must be between 0.1 and 0.9 (renewal must happen well before expiry)",
+            ));
+        }
+        if self.max_conferences == 0 {
+            return Err(ConfigError::invalid(
+                "token.max_conferences",
+                "must be at least 1",
+            ));
+        }
+        positive("token.idle_evict_secs", self.idle_evict_secs)?;
+        positive("token.backoff_initial_ms", self.backoff_initial_ms)?;
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            return Err(ConfigError::invalid(
+                "token.backoff_max_ms",
+                "must not be smaller than token.backoff_initial_ms",
+            ));
+        }
+        if !(10..=86_400).contains(&self.signature_ttl_secs.as_secs()) {
+            return Err(ConfigError::invalid(
+                "token.signature_ttl_secs",
+                "must be between 10 and 86400",
+            ));
+        }
+        for (i, m) in self.invalid_token_errors.iter().enumerate() {
+            if !(400..=599).contains(&m.status) || m.error_code.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("token.invalid_token_errors[{i}]"),
+                    "needs an error status (400-599) and a non-empty error_code",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn positive(key: &str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::invalid(key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn check_len(key: &str, value: &str, min: usize, max: usize) -> Result<(), ConfigError> {
+    let n = value.chars().count();
+    if n < min || n > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be {min} to {max} characters long (is {n})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The parts of `upstream.base_url` the client needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamBase {
+    /// Host name or IP literal, as used for SNI and certificate verification.
+    pub host: String,
+    pub port: u16,
+    /// `host[:port]`, as it goes into request URIs and the Host header.
+    pub authority: String,
+}
+
+impl UpstreamConfig {
+    /// Parses `base_url`. Only `https` is accepted: there is no way to talk to the upstream
+    /// in clear text, nor to switch certificate verification off.
+    pub fn base(&self) -> Result<UpstreamBase, ConfigError> {
+        let key = "upstream.base_url";
+        let uri: hyper::Uri = self
+            .base_url
+            .parse()
+            .map_err(|_| ConfigError::invalid(key, "is not a valid URL"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(ConfigError::invalid(
+                key,
+                "must start with https:// (meetgate only talks TLS to the upstream)",
+            ));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| ConfigError::invalid(key, "has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(ConfigError::invalid(key, "must not contain user info"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(ConfigError::invalid(
+                key,
+                "must be scheme://host[:port] with no path or query",
+            ));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.is_empty() {
+            return Err(ConfigError::invalid(key, "has no host"));
+        }
+        Ok(UpstreamBase {
+            host: host.to_owned(),
+            port: authority.port_u16().unwrap_or(443),
+            authority: authority.as_str().to_owned(),
+        })
+    }
+}
+
+/// Where secrets come from when no file is configured. Tests pass a map.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// The upstream credentials with their secrets loaded.
+#[derive(Clone)]
+pub enum Credentials {
+    AppId {
+        app_id: String,
+        app_key: Secret,
+        user_id: String,
+        corp_id: Option<String>,
+    },
+    Account {
+        account: String,
+        password: Secret,
+    },
+    HostPassword {
+        passwords: HashMap<String, Secret>,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::AppId { app_id, .. } => write!(f, "AppId({app_id}, key [redacted])"),
+            Credentials::Account { account, .. } => {
+                write!(f, "Account({account}, password [redacted])")
+            }
+            Credentials::HostPassword { passwords } => {
+                write!(f, "HostPassword({} conferences)", passwords.len())
+            }
+        }
+    }
+}
+
+impl Credentials {
+    /// Reads the secrets named by `[credentials]`.
+    pub fn load(config: &CredentialsConfig, env: &dyn Env) -> Result<Credentials, ConfigError> {
+        match config {
+            CredentialsConfig::AppId {
+                app_id,
+                app_key_file,
+                user_id,
+                corp_id,
+            } => Ok(Credentials::AppId {
+                app_id: app_id.clone(),
+                app_key: secret_from(
+                    "credentials.app_key_file",
+                    app_key_file.as_deref(),
+                    ENV_APP_KEY,
+                    env,
+                )?,
+                user_id: user_id.clone().unwrap_or_default(),
+                corp_id: corp_id.clone().filter(|c| !c.is_empty()),
+            }),
+            CredentialsConfig::Account {
+                account,
+                password_file,
+            } => Ok(Credentials::Account {
+                account: account.clone(),
+                password: secret_from(
+                    "credentials.password_file",
+                    password_file.as_deref(),
+                    ENV_PASSWORD,
+                    env,
+                )?,
+            }),
+            CredentialsConfig::HostPassword {
+                host_passwords_file,
+            } => Ok(Credentials::HostPassword {
+                passwords: load_host_passwords(host_passwords_file)?,
+            }),
+        }
+    }
+
+    /// A one-line description without secrets, for logs and `check-config`.
+    pub fn describe(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// A secret from its file when one is configured, else from the environment variable.
+fn secret_from(
+    key: &str,
+    file: Option<&Path>,
+    env_name: &str,
+    env: &dyn Env,
+) -> Result<Secret, ConfigError> {
+    let value = match file {
+        Some(path) => read_secret_file(key, path)?,
+        None => env.var(env_name).ok_or_else(|| {
+            ConfigError::invalid(
+                key,
+                format!(
+                    "is not set and the environment variable {env_name} is empty: set one of them"
+                ),
+            )
+        })?,
+    };
+    let value = value.trim_end_matches(['\r', '\n']).to_owned();
+    if value.is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            "the secret is empty: put the secret in the file (or the environment variable)",
+        ));
+    }
+    Ok(Secret::new(value))
+}
+
+/// Reads a secret file. The error names the file, never its content.
+fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::invalid(
+            key,
+            format!("cannot read secret file {}: {e}", path.display()),
+        )
+    })
+}
+
+/// The host password table: a TOML or JSON object of conference ID → password.
+fn load_host_passwords(path: &Path) -> Result<HashMap<String, Secret>, ConfigError> {
+    let key = "credentials.host_passwords_file";
+    let text = read_secret_file(key, path)?;
+    // Parse into a map of plain strings; on failure report only the parser's position,
+    // since its message could quote a password.
+    let table: BTreeMap<String, String> = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| {
+            ConfigError::invalid(
+                key,
+                format!(
+                    "{} is not a JSON object of \"conference ID\": \"password\" (line {}, column {})",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })?
+    } else {
+        toml::from_str(&text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(" near byte {}", s.start))
+                .unwrap_or_default();
+            ConfigError::invalid(
+                key,
+                format!(
+                    "{} is not a TOML table of \"conference ID\" = \"password\"{at}",
+                    path.display()
+                ),
+            )
+        })?
+    };
+    let mut passwords = HashMap::with_capacity(table.len());
+    for (conference, password) in table {
+        if conference.is_empty()
+            || conference.len() > 32
+            || !conference.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "{}: conference ID {conference:?} must be 1 to 32 digits",
+                    path.display()
+                ),
+            ));
+        }
+        if password.is_empty() {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{}: the password for {conference} is empty", path.display()),
+            ));
+        }
+        passwords.insert(conference, Secret::new(password));
+    }
+    Ok(passwords)
+}
+
+/// `Duration` fields written in milliseconds (`*_ms` keys).
+mod millis {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// `Duration` fields written in seconds (`*_secs` keys).
+mod secs {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [upstream]
+        base_url = "https://api.meeting.huaweicloud.com"
+        [credentials]
+        kind = "app_id"
+        app_id = "demoAppId0001"
+    "#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/meetgate"))
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.listen.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.admin.addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.limits.max_body_bytes, 65536);
+        assert_eq!(c.upstream.base().unwrap().port, 443);
+        assert_eq!(
+            c.upstream.base().unwrap().host,
+            "api.meeting.huaweicloud.com"
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse(&format!("{MINIMAL}\n[listen]\nadr = \"127.0.0.1:1\"\n")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("adr"), "{msg}");
+    }
+
+    #[test]
+    fn plain_http_upstream_is_refused_naming_the_key() {
+        let text = MINIMAL.replace("https://api", "http://api");
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(msg.contains("`upstream.base_url`"), "{msg}");
+        assert!(msg.contains("https://"), "{msg}");
+    }
+
+    #[test]
+    fn base_url_with_path_is_refused() {
+        let text = MINIMAL.replace(".com\"", ".com/v1\"");
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(msg.contains("no path"), "{msg}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let text = format!("{MINIMAL}app_key_file = \"key\"\n[audit]\npath = \"audit.jsonl\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.audit.path, Path::new("/etc/meetgate/audit.jsonl"));
+        match c.credentials {
+            CredentialsConfig::AppId { app_key_file, .. } => {
+                assert_eq!(app_key_file.unwrap(), Path::new("/etc/meetgate/key"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn app_key_comes_from_env_when_no_file_and_missing_key_is_named() {
+        let c = parse(MINIMAL).unwrap();
+        let mut env = HashMap::new();
+        let err = Credentials::load(&c.credentials, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("credentials.app_key_file") && err.contains(ENV_APP_KEY),
+            "{err}"
+        );
+        env.insert(ENV_APP_KEY.to_owned(), "k3y\n".to_owned());
+        match Credentials::load(&c.credentials, &env).unwrap() {
+            Credentials::AppId { app_key, .. } => assert_eq!(app_key.expose(), "k3y"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_credential_kind_is_an_error() {
+        let text = MINIMAL.replace("\"app_id\"\n", "\"oauth\"\n");
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(msg.contains("oauth") || msg.contains("kind"), "{msg}");
+    }
+
+    #[test]
+    fn host_password_table_rejects_bad_ids_without_echoing_passwords() {
+        let dir = std::env::temp_dir().join(format!("meetgate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rooms.toml");
+        std::fs::write(&file, "\"91408x\" = \"s3cret-canary\"\n").unwrap();
+        let cfg = CredentialsConfig::HostPassword {
+            host_passwords_file: file.clone(),
+        };
+        let msg = Credentials::load(&cfg, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("91408x") && !msg.contains("s3cret-canary"),
+            "{msg}"
+        );
+        std::fs::write(&file, "\"914083136\" = \"s3cret-canary\"\n").unwrap();
+        let creds = Credentials::load(&cfg, &HashMap::new()).unwrap();
+        assert!(!format!("{creds:?}").contains("s3cret"));
+        let json = dir.join("rooms.json");
+        std::fs::write(&json, "{\"914083136\": \"pw\", \"1\": 2}").unwrap();
+        let msg = Credentials::load(
+            &CredentialsConfig::HostPassword {
+                host_passwords_file: json,
+            },
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("line 1"), "{msg}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
