@@ -1,0 +1,214 @@
+//! The one error type of the request path, and the only table that maps errors to HTTP.
+//!
+//! Every refusal meetgate makes itself is a [`GatewayError`]. Who caused it decides the status
+//! (as in Pingora's error types): the caller gets a 4xx, a failing upstream or token chain a
+//! 502/503/504, a fault of ours a 500/503. `status()` and `code()` are exhaustive matches
+//! without a wildcard arm, so a new variant does not compile until it has both.
+//!
+//! The body has the upstream's own error shape, `{"error_code":"MEETGATE.…","error_msg":"…"}`,
+//! so callers parse one shape whoever answered. The `error_code` strings are a contract; the
+//! message is for humans and says what to do. Messages never contain secrets, tokens, or raw
+//! caller input (only positions and field paths).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+/// A refusal by meetgate, grouped by whose fault it is.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    // --- the caller's fault (4xx) ---
+    #[error("no such route: meetgate only serves POST /v1/mmc/control/conferences/attendees/delete?conferenceID=<digits>")]
+    NotFound,
+    #[error("method not allowed: use POST for /v1/mmc/control/conferences/attendees/delete")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body is larger than the limit of {limit} bytes (limits.max_body_bytes)")]
+    PayloadTooLarge { limit: usize },
+    #[error("request body did not arrive within {0:?} (limits.body_timeout_ms): send the whole body promptly")]
+    BodyTimeout(Duration),
+    #[error("meetgate holds no host password for conference {conference}: add it to credentials.host_passwords_file")]
+    ConferenceNotConfigured { conference: String },
+    #[error("conference {conference} does not exist upstream ({upstream_code}): check the conference ID")]
+    ConferenceNotFound {
+        conference: String,
+        upstream_code: String,
+    },
+    #[error("conference {conference} is not in progress ({reason}, {upstream_code}): participants can only be removed from a running meeting")]
+    ConferenceNotRunning {
+        conference: String,
+        reason: &'static str,
+        upstream_code: String,
+    },
+
+    // --- the upstream's or the token chain's fault (5xx) ---
+    #[error("the upstream rejected the host password for conference {conference} or does not know the conference ({upstream_code}): check the host password meetgate uses for it")]
+    HostPasswordRejected {
+        conference: String,
+        upstream_code: String,
+    },
+    #[error("the account meetgate uses cannot see the host password of conference {conference}: use an account that hosts the meeting, or host_password credentials")]
+    ChairPasswordUnavailable { conference: String },
+    #[error("the upstream refused a meeting control token for conference {conference} ({status} {upstream_code})")]
+    TokenRefused {
+        conference: String,
+        status: u16,
+        upstream_code: String,
+    },
+    #[error("the upstream rejected meetgate's account credentials ({upstream_code}): check the [credentials] section and its secret")]
+    UpstreamAuthFailed { upstream_code: String },
+    #[error("no valid meeting control token for conference {conference} could be obtained ({cause}); nothing was forwarded: retry after {retry_after_secs} s")]
+    TokenUnavailable {
+        conference: String,
+        cause: String,
+        retry_after_secs: u64,
+    },
+    #[error("cannot reach the upstream ({detail}); nothing was forwarded")]
+    UpstreamUnreachable { detail: String },
+    #[error("TLS with the upstream failed ({detail}); nothing was sent: check upstream.base_url and upstream.ca_file")]
+    UpstreamTls { detail: String },
+    #[error("the upstream did not accept a connection within {0:?} (upstream.connect_timeout_ms); nothing was forwarded")]
+    ConnectTimeout(Duration),
+    #[error("the upstream did not answer within {0:?} (upstream.request_timeout_ms); the removal may or may not have been applied: check the meeting before retrying")]
+    UpstreamTimeout(Duration),
+    #[error("the connection to the upstream failed after the request was sent ({detail}); the removal may or may not have been applied: check the meeting before retrying")]
+    OutcomeUnknown { detail: String },
+    #[error("the upstream sent an unusable response ({detail})")]
+    BadUpstreamResponse { detail: String },
+
+    // --- ours ---
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        use GatewayError::*;
+        match self {
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            BadRequest(_) | InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ConferenceNotConfigured { .. } => StatusCode::FORBIDDEN,
+            ConferenceNotFound { .. } => StatusCode::NOT_FOUND,
+            ConferenceNotRunning { .. } => StatusCode::CONFLICT,
+            HostPasswordRejected { .. } => StatusCode::BAD_GATEWAY,
+            ChairPasswordUnavailable { .. } => StatusCode::BAD_GATEWAY,
+            TokenRefused { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamAuthFailed { .. } => StatusCode::BAD_GATEWAY,
+            TokenUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamTls { .. } => StatusCode::BAD_GATEWAY,
+            ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            OutcomeUnknown { .. } => StatusCode::BAD_GATEWAY,
+            BadUpstreamResponse { .. } => StatusCode::BAD_GATEWAY,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `error_code` callers can match on.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            NotFound => "MEETGATE.NOT_FOUND",
+            MethodNotAllowed => "MEETGATE.METHOD_NOT_ALLOWED",
+            BadRequest(_) => "MEETGATE.BAD_REQUEST",
+            InvalidRequest(_) => "MEETGATE.INVALID_REQUEST",
+            UnsupportedMediaType => "MEETGATE.UNSUPPORTED_MEDIA_TYPE",
+            PayloadTooLarge { .. } => "MEETGATE.PAYLOAD_TOO_LARGE",
+            BodyTimeout(_) => "MEETGATE.BODY_TIMEOUT",
+            ConferenceNotConfigured { .. } => "MEETGATE.CONFERENCE_NOT_CONFIGURED",
+            ConferenceNotFound { .. } => "MEETGATE.CONFERENCE_NOT_FOUND",
+            ConferenceNotRunning { .. } => "MEETGATE.CONFERENCE_NOT_RUNNING",
+            HostPasswordRejected { .. } => "MEETGATE.HOST_PASSWORD_REJECTED",
+            ChairPasswordUnavailable { .. } => "MEETGATE.CHAIR_PASSWORD_UNAVAILABLE",
+            TokenRefused { .. } => "MEETGATE.TOKEN_REFUSED",
+            UpstreamAuthFailed { .. } => "MEETGATE.UPSTREAM_AUTH_FAILED",
+            TokenUnavailable { .. } => "MEETGATE.TOKEN_UNAVAILABLE",
+            UpstreamUnreachable { .. } => "MEETGATE.UPSTREAM_UNREACHABLE",
+            UpstreamTls { .. } => "MEETGATE.UPSTREAM_TLS",
+            ConnectTimeout(_) => "MEETGATE.UPSTREAM_CONNECT_TIMEOUT",
+            UpstreamTimeout(_) => "MEETGATE.UPSTREAM_TIMEOUT",
+            OutcomeUnknown { .. } => "MEETGATE.OUTCOME_UNKNOWN",
+            BadUpstreamResponse { .. } => "MEETGATE.BAD_UPSTREAM_RESPONSE",
+            Internal(_) => "MEETGATE.INTERNAL",
+        }
+    }
+
+    /// Seconds after which retrying may succeed, sent as `Retry-After`.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::TokenUnavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// The response a caller receives for this error.
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let mut resp = json_error(self.status(), self.code(), &self.to_string());
+        if let Some(secs) = self.retry_after_secs() {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if matches!(self, GatewayError::MethodNotAllowed) {
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        resp
+    }
+}
+
+/// A response in the upstream's error shape.
+pub fn json_error(status: StatusCode, code: &str, msg: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error_code": code, "error_msg": msg });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn errors_render_in_the_upstream_shape() {
+        let err = GatewayError::TokenUnavailable {
+            conference: "914083136".into(),
+            cause: "token API answered 500".into(),
+            retry_after_secs: 3,
+        };
+        let resp = err.to_response();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()[RETRY_AFTER], "3");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error_code"], "MEETGATE.TOKEN_UNAVAILABLE");
+        assert!(v["error_msg"].as_str().unwrap().contains("914083136"));
+        assert_eq!(v.as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn method_not_allowed_names_the_allowed_method() {
+        let resp = GatewayError::MethodNotAllowed.to_response();
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()[ALLOW], "POST");
+    }
+}
