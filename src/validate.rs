@@ -1,0 +1,564 @@
+//! Stage 2 of the pipeline: read the body within bounds and validate it strictly.
+//!
+//! Removing people from a meeting is destructive, so meetgate forwards only bodies that are
+//! exactly right:
+//!
+//! ```text
+//! {"bulkDelAttendInfo":[{"number":"+991116003815","participantID":"ba9acb1e…"}, …]}
+//! ```
+//!
+//! * the body is a JSON object with exactly one key, `bulkDelAttendInfo` (unknown and
+//!   duplicate keys are refused);
+//! * `bulkDelAttendInfo` is an array of 1..=`limits.max_attendees_per_request` objects;
+//! * each has `number` (required, non-empty string, at most 64 characters, no control
+//!   characters) and optionally `participantID` (1 to 64 of `[A-Za-z0-9_-]`), nothing else;
+//! * no two items are the same.
+//!
+//! The parser is a set of `serde` seeds that walk the input once, stop at the first problem
+//! and remember *where* it was, so the error names a field path
+//! (`bulkDelAttendInfo[2].number: must be a string`) without echoing the caller's bytes. What
+//! goes upstream is [`DeleteBody::to_json`], the canonical serialisation of the validated
+//! value, never the raw bytes: the audit log and the upstream see the same thing.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::GatewayError;
+
+/// Longest accepted `number`, in characters.
+pub const MAX_NUMBER_CHARS: usize = 64;
+/// Longest accepted `participantID`, in characters.
+pub const MAX_PARTICIPANT_ID_CHARS: usize = 64;
+
+/// One attendee to remove, as validated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Attendee {
+    pub number: String,
+    #[serde(
+        rename = "participantID",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub participant_id: Option<String>,
+}
+
+/// A validated removal body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeleteBody {
+    #[serde(rename = "bulkDelAttendInfo")]
+    pub attendees: Vec<Attendee>,
+}
+
+impl DeleteBody {
+    /// The canonical JSON sent upstream.
+    pub fn to_json(&self) -> Bytes {
+        // Serialising a struct of strings cannot fail.
+        Bytes::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// Why a body was refused: a field path and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub path: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+impl From<Invalid> for GatewayError {
+    fn from(e: Invalid) -> Self {
+        GatewayError::InvalidRequest(e.to_string())
+    }
+}
+
+/// Refuses bodies that are not declared as JSON (`application/json`, parameters allowed, and
+/// if a charset is named it must be UTF-8).
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(GatewayError::UnsupportedMediaType);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| GatewayError::UnsupportedMediaType)?;
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(GatewayError::UnsupportedMediaType);
+    }
+    for param in parts {
+        let (name, val) = param.split_once('=').unwrap_or((param, ""));
+        if name.trim().eq_ignore_ascii_case("charset") {
+            let charset = val.trim().trim_matches('"');
+            if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+                return Err(GatewayError::UnsupportedMediaType);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the whole body, never holding more than `limit` bytes of it, within `timeout`.
+pub async fn read_body<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, GatewayError>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    // A declared length over the limit is refused before reading a byte.
+    if let Some(len) = headers.get(CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| GatewayError::BadRequest("invalid Content-Length".into()))?;
+        if len > limit as u64 {
+            return Err(GatewayError::PayloadTooLarge { limit });
+        }
+    }
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await;
+    match collected {
+        Err(_) => Err(GatewayError::BodyTimeout(timeout)),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::PayloadTooLarge { limit })
+        }
+        Ok(Err(_)) => Err(GatewayError::BadRequest(
+            "the request body could not be read (connection closed or malformed chunked encoding)"
+                .into(),
+        )),
+    }
+}
+
+/// Parses and validates a removal body.
+pub fn parse_body(bytes: &[u8], max_attendees: usize) -> Result<DeleteBody, Invalid> {
+    let ctx = Ctx {
+        max_attendees,
+        at: RefCell::new(At {
+            path: "body".into(),
+            expect: "must be a JSON object",
+        }),
+        found: RefCell::new(None),
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result = TopSeed(&ctx)
+        .deserialize(&mut de)
+        .and_then(|body| de.end().map(|()| body));
+    match result {
+        Ok(body) => Ok(body),
+        Err(e) => Err(ctx.explain(&e)),
+    }
+}
+
+/// Parsing context shared by the seeds: the limits, where the parser is, and the first
+/// problem found.
+struct Ctx {
+    max_attendees: usize,
+    at: RefCell<At>,
+    found: RefCell<Option<Invalid>>,
+}
+
+struct At {
+    path: String,
+    expect: &'static str,
+}
+
+impl Ctx {
+    /// Notes that the parser is now reading the value at `path`, which `expect`s something.
+    fn enter(&self, path: impl Into<String>, expect: &'static str) {
+        *self.at.borrow_mut() = At {
+            path: path.into(),
+            expect,
+        };
+    }
+
+    /// Records a problem and returns the error that unwinds the parser.
+    fn fail<E: de::Error>(&self, path: impl Into<String>, reason: impl Into<String>) -> E {
+        self.found.borrow_mut().get_or_insert(Invalid {
+            path: path.into(),
+            reason: reason.into(),
+        });
+        E::custom("invalid")
+    }
+
+    /// Turns a parser error into a message that names a path and never quotes the input.
+    fn explain(&self, e: &serde_json::Error) -> Invalid {
+        if let Some(found) = self.found.borrow_mut().take() {
+            return found;
+        }
+        use serde_json::error::Category;
+        match e.classify() {
+            // A type mismatch at the value the parser had just entered.
+            Category::Data => {
+                let at = self.at.borrow();
+                Invalid {
+                    path: at.path.clone(),
+                    reason: at.expect.into(),
+                }
+            }
+            Category::Eof => Invalid {
+                path: "body".into(),
+                reason: format!(
+                    "is not valid JSON: unexpected end of input (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            },
+            Category::Syntax | Category::Io => Invalid {
+                path: "body".into(),
+                reason: format!(
+                    "is not valid UTF-8 JSON (syntax error at line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            },
+        }
+    }
+}
+
+/// The top-level object.
+struct TopSeed<'a>(&'a Ctx);
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
+    type Value = DeleteBody;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<DeleteBody, D::Error> {
+        self.0.enter("body", "must be a JSON object");
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopSeed<'_> {
+    type Value = DeleteBody;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DeleteBody, A::Error> {
+        let ctx = self.0;
+        let mut attendees = None;
+        while let Some(key) = map.next_key::<KeyName>()? {
+            if key.0 != "bulkDelAttendInfo" {
+                return Err(ctx.fail(
+                    "body",
+                    "unknown field (the only accepted field is bulkDelAttendInfo)",
+                ));
+            }
+            if attendees.is_some() {
+                return Err(ctx.fail("body", "duplicate field bulkDelAttendInfo"));
+            }
+            attendees = Some(map.next_value_seed(ListSeed(ctx))?);
+        }
+        let attendees = attendees.ok_or_else(|| ctx.fail("bulkDelAttendInfo", "is required"))?;
+        Ok(DeleteBody { attendees })
+    }
+}
+
+/// The `bulkDelAttendInfo` array.
+struct ListSeed<'a>(&'a Ctx);
+
+impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
+    type Value = Vec<Attendee>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<Attendee>, D::Error> {
+        self.0
+            .enter("bulkDelAttendInfo", "must be an array of attendee objects");
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed<'_> {
+    type Value = Vec<Attendee>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Attendee>, A::Error> {
+        let ctx = self.0;
+        let mut items: Vec<Attendee> = Vec::new();
+        let mut seen = HashSet::new();
+        loop {
+            let index = items.len();
+            if index == ctx.max_attendees {
+                // Stop before parsing item max+1: one more element of any kind is too many.
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(ctx.fail(
+                        "bulkDelAttendInfo",
+                        format!("at most {} attendees per request", ctx.max_attendees),
+                    ));
+                }
+                break;
+            }
+            let Some(item) = seq.next_element_seed(ItemSeed { ctx, index })? else {
+                break;
+            };
+            if !seen.insert((item.number.clone(), item.participant_id.clone())) {
+                return Err(ctx.fail(
+                    format!("bulkDelAttendInfo[{index}]"),
+                    "duplicates an earlier item",
+                ));
+            }
+            items.push(item);
+        }
+        if items.is_empty() {
+            return Err(ctx.fail("bulkDelAttendInfo", "must contain at least one attendee"));
+        }
+        Ok(items)
+    }
+}
+
+/// One attendee object.
+struct ItemSeed<'a> {
+    ctx: &'a Ctx,
+    index: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
+    type Value = Attendee;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Attendee, D::Error> {
+        self.ctx.enter(
+            format!("bulkDelAttendInfo[{}]", self.index),
+            "must be an object",
+        );
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemSeed<'_> {
+    type Value = Attendee;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an attendee object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attendee, A::Error> {
+        let ctx = self.ctx;
+        let here = format!("bulkDelAttendInfo[{}]", self.index);
+        let mut number = None;
+        let mut participant_id = None;
+        while let Some(key) = map.next_key::<KeyName>()? {
+            let (slot, field) = match key.0.as_str() {
+                "number" => (&mut number, "number"),
+                "participantID" => (&mut participant_id, "participantID"),
+                _ => {
+                    return Err(ctx.fail(
+                        &here,
+                        "unknown field (accepted fields are number and participantID)",
+                    ))
+                }
+            };
+            if slot.is_some() {
+                return Err(ctx.fail(&here, format!("duplicate field {field}")));
+            }
+            let path = format!("{here}.{field}");
+            let value = map.next_value_seed(StringSeed { ctx, path: &path })?;
+            let checked = if field == "number" {
+                check_number(&value)
+            } else {
+                check_participant_id(&value)
+            };
+            if let Err(reason) = checked {
+                return Err(ctx.fail(path, reason));
+            }
+            *slot = Some(value);
+        }
+        let number = number.ok_or_else(|| ctx.fail(format!("{here}.number"), "is required"))?;
+        Ok(Attendee {
+            number,
+            participant_id,
+        })
+    }
+}
+
+/// A string value (any other JSON type is refused, including `null`).
+struct StringSeed<'a> {
+    ctx: &'a Ctx,
+    path: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
+    type Value = String;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        self.ctx.enter(self.path, "must be a string");
+        d.deserialize_string(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringSeed<'_> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        Ok(v)
+    }
+}
+
+/// An object key. Keys are compared after JSON unescaping, as any JSON reader would.
+struct KeyName(String);
+
+impl<'de> Deserialize<'de> for KeyName {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(KeyName)
+    }
+}
+
+fn check_number(v: &str) -> Result<(), &'static str> {
+    if v.is_empty() {
+        return Err("must be a non-empty string");
+    }
+    if v.chars().count() > MAX_NUMBER_CHARS {
+        return Err("must be at most 64 characters");
+    }
+    if v.chars().any(char::is_control) {
+        return Err("must not contain control characters");
+    }
+    Ok(())
+}
+
+fn check_participant_id(v: &str) -> Result<(), &'static str> {
+    if v.is_empty() || v.len() > MAX_PARTICIPANT_ID_CHARS {
+        return Err("must be 1 to 64 characters");
+    }
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("must contain only letters, digits, '_' and '-'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_BODY: &str = r#"{"bulkDelAttendInfo":[{"number":"+991116003815","participantID":"ba9acb1e216d11eabc5165c2b91ad427"}]}"#;
+
+    fn err(body: &str) -> String {
+        parse_body(body.as_bytes(), 3).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_documented_example_is_accepted_and_reserialised_identically() {
+        let body = parse_body(SEED_BODY.as_bytes(), 50).unwrap();
+        assert_eq!(body.attendees.len(), 1);
+        assert_eq!(body.to_json(), SEED_BODY.as_bytes());
+    }
+
+    #[test]
+    fn whitespace_and_escapes_are_canonicalised() {
+        let body = parse_body(
+            b" {\n \"bulkDelAttendInfo\" : [ { \"participantID\":\"a\", \"number\" : \"\\u002b1\" } ] } ",
+            50,
+        )
+        .unwrap();
+        assert_eq!(
+            body.to_json(),
+            r#"{"bulkDelAttendInfo":[{"number":"+1","participantID":"a"}]}"#.as_bytes()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field_path_without_echoing_input() {
+        let cases = [
+            (r#"{"bulkDelAttendInfo":[{"number":"1"},{"number":"2"},{"number":""}]}"#, "bulkDelAttendInfo[2].number: must be a non-empty string"),
+            (r#"{"bulkDelAttendInfo":[{"number":12345}]}"#, "bulkDelAttendInfo[0].number: must be a string"),
+            (r#"{"bulkDelAttendInfo":[{"number":null}]}"#, "bulkDelAttendInfo[0].number: must be a string"),
+            (r#"{"bulkDelAttendInfo":[{"number":"1","participantID":"x y"}]}"#, "bulkDelAttendInfo[0].participantID: must contain only letters, digits, '_' and '-'"),
+            (r#"{"bulkDelAttendInfo":[{"participantID":"abc"}]}"#, "bulkDelAttendInfo[0].number: is required"),
+            (r#"{"bulkDelAttendInfo":[{"number":"1","evil_key":"1"}]}"#, "bulkDelAttendInfo[0]: unknown field (accepted fields are number and participantID)"),
+            (r#"{"bulkDelAttendInfo":[{"number":"1","number":"2"}]}"#, "bulkDelAttendInfo[0]: duplicate field number"),
+            (r#"{"bulkDelAttendInfo":[{"number":"1"}],"bulkDelAttendInfo":[]}"#, "body: duplicate field bulkDelAttendInfo"),
+            (r#"{"bulkDelAttendInfo":[{"number":"1"}],"sneaky":1}"#, "body: unknown field (the only accepted field is bulkDelAttendInfo)"),
+            (r#"{"bulkDelAttendInfo":[]}"#, "bulkDelAttendInfo: must contain at least one attendee"),
+            (r#"{"bulkDelAttendInfo":{}}"#, "bulkDelAttendInfo: must be an array of attendee objects"),
+            (r#"{"bulkDelAttendInfo":[{"number":"1"},{"number":"1"}]}"#, "bulkDelAttendInfo[1]: duplicates an earlier item"),
+            (r#"{"bulkDelAttendInfo":[{"number":"1"},{"number":"2"},{"number":"3"},{"number":"4"}]}"#, "bulkDelAttendInfo: at most 3 attendees per request"),
+            (r#"{"bulkDelAttendInfo":[["nested"]]}"#, "bulkDelAttendInfo[0]: must be an object"),
+            (r#"{}"#, "bulkDelAttendInfo: is required"),
+            (r#"[]"#, "body: must be a JSON object"),
+            (r#"{"bulkDelAttendInfo":[{"number":"1"}]} trailing"#, "body: is not valid UTF-8 JSON (syntax error at line 1, column 40)"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(err(body), want, "body: {body}");
+        }
+    }
+
+    #[test]
+    fn control_characters_and_overlong_values_are_refused() {
+        assert_eq!(
+            err(r#"{"bulkDelAttendInfo":[{"number":"+1\u0007"}]}"#),
+            "bulkDelAttendInfo[0].number: must not contain control characters"
+        );
+        let long = "9".repeat(65);
+        assert_eq!(
+            err(&format!(
+                r#"{{"bulkDelAttendInfo":[{{"number":"{long}"}}]}}"#
+            )),
+            "bulkDelAttendInfo[0].number: must be at most 64 characters"
+        );
+        // 64 multi-byte characters are fine: the limit counts characters.
+        let wide = "é".repeat(64);
+        assert!(parse_body(
+            format!(r#"{{"bulkDelAttendInfo":[{{"number":"{wide}"}}]}}"#).as_bytes(),
+            3
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_and_bom_are_refused() {
+        let mut bad = br#"{"bulkDelAttendInfo":[{"number":""#.to_vec();
+        bad.extend_from_slice(&[0xff, 0xfe]);
+        bad.extend_from_slice(br#""}]}"#);
+        assert!(parse_body(&bad, 3).is_err());
+        let mut bom = vec![0xef, 0xbb, 0xbf];
+        bom.extend_from_slice(SEED_BODY.as_bytes());
+        assert!(parse_body(&bom, 3)
+            .unwrap_err()
+            .to_string()
+            .starts_with("body: "));
+    }
+
+    #[test]
+    fn content_type_rules() {
+        let ok = [
+            "application/json",
+            "Application/JSON; charset=UTF-8",
+            "application/json;charset=utf8",
+        ];
+        let bad = [
+            "text/plain",
+            "application/json; charset=latin1",
+            "application/jsonx",
+            "",
+        ];
+        for v in ok {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, v.parse().unwrap());
+            assert!(check_content_type(&h).is_ok(), "{v}");
+        }
+        for v in bad {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, v.parse().unwrap());
+            assert!(check_content_type(&h).is_err(), "{v}");
+        }
+        assert!(check_content_type(&HeaderMap::new()).is_err());
+    }
+}
