@@ -1,0 +1,846 @@
+//! Stage 4 of the pipeline: a valid meeting control token for the request's conference.
+//!
+//! The chain (facts in `upstream-api.md` §2–§5):
+//!
+//! ```text
+//! app_id / account ─► access token ─► conference details ─► chair password ─┐
+//! host_password table ─────────────────────────────────────► host password ─┴► control token
+//! ```
+//!
+//! How it behaves:
+//! * **Per-conference cache**, bounded by `token.max_conferences` (least recently used goes
+//!   first) and emptied of conferences idle for `token.idle_evict_secs`; an evicted
+//!   conference's token and chair password are zeroised.
+//! * **Single-flight** per conference and for the access token ([`cell::Cell`]): however many
+//!   requests find no valid token, one upstream call is made and all share its result.
+//! * **Renewal in the background**: a conference in the cache gets a renewal task that keeps
+//!   its token alive (keep-alive GET with the current token) at `token.refresh_at_fraction`
+//!   of its lifetime, minus a little jitter, falling back to a full re-authentication with the
+//!   chair password. Callers of a busy conference therefore almost never wait.
+//! * **Never an expired token**: a token is handed out only until shortly before its expiry
+//!   (5 % of its lifetime, 100 ms to 30 s), both as announced in `expireTime` and as counted
+//!   from when it was requested, whichever is earlier.
+//! * **Failures are remembered**: definite ones (wrong host password, conference not found or
+//!   not running) for `token.negative_cache_secs`, transient ones with exponential backoff,
+//!   so a broken conference cannot make meetgate hammer the upstream.
+//! * **Recovery**: [`TokenService::invalidate`] drops a token the upstream refused (only if it
+//!   is still the cached one); the next call fetches a fresh one. A rejected access token
+//!   (401 `USG.000000004`) leads to one re-authentication and one retry of that step.
+
+mod api;
+pub mod cell;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hyper::header::HeaderValue;
+use hyper::StatusCode;
+
+pub use api::app_signature;
+use api::{ApiError, ConferenceDetail};
+use cell::{Cell, Expiring, FailurePolicy};
+
+use crate::config::{Credentials, TokenConfig};
+use crate::error::GatewayError;
+use crate::route::ConferenceId;
+use crate::secret::Secret;
+use crate::upstream::{ConnectErrorKind, Upstream, UpstreamError};
+
+/// Why no control token could be had. Cloned to every caller waiting on the same fetch.
+#[derive(Debug, Clone)]
+pub enum TokenError {
+    /// `host_password` credentials without an entry for the conference.
+    NotConfigured,
+    ConferenceNotFound {
+        code: String,
+    },
+    NotRunning {
+        reason: &'static str,
+        code: String,
+    },
+    PasswordRejected {
+        code: String,
+    },
+    /// The account can read the conference but not its chair password.
+    NoChairPassword,
+    /// The account or App ID credentials were refused.
+    AuthFailed {
+        code: String,
+    },
+    /// The token API said no for a reason meetgate does not know.
+    Refused {
+        status: u16,
+        code: String,
+    },
+    Tls {
+        detail: String,
+    },
+    /// A transient failure; try again later.
+    Unavailable {
+        cause: String,
+        retry_after_secs: u64,
+    },
+}
+
+impl TokenError {
+    /// Definite failures will not go away by retrying soon; they are remembered for
+    /// `token.negative_cache_secs`. The others back off exponentially.
+    pub fn is_definite(&self) -> bool {
+        !matches!(
+            self,
+            TokenError::Unavailable { .. } | TokenError::Tls { .. }
+        )
+    }
+
+    fn with_retry_after(self, wait: Duration) -> TokenError {
+        match self {
+            TokenError::Unavailable { cause, .. } => TokenError::Unavailable {
+                cause,
+                retry_after_secs: ceil_secs(wait),
+            },
+            other => other,
+        }
+    }
+
+    /// The caller-facing error for `conference`.
+    pub fn into_gateway(self, conference: &ConferenceId) -> GatewayError {
+        let conference = conference.to_string();
+        match self {
+            TokenError::NotConfigured => GatewayError::ConferenceNotConfigured { conference },
+            TokenError::ConferenceNotFound { code } => GatewayError::ConferenceNotFound {
+                conference,
+                upstream_code: code,
+            },
+            TokenError::NotRunning { reason, code } => GatewayError::ConferenceNotRunning {
+                conference,
+                reason,
+                upstream_code: code,
+            },
+            TokenError::PasswordRejected { code } => GatewayError::HostPasswordRejected {
+                conference,
+                upstream_code: code,
+            },
+            TokenError::NoChairPassword => GatewayError::ChairPasswordUnavailable { conference },
+            TokenError::AuthFailed { code } => GatewayError::UpstreamAuthFailed {
+                upstream_code: code,
+            },
+            TokenError::Refused { status, code } => GatewayError::TokenRefused {
+                conference,
+                status,
+                upstream_code: code,
+            },
+            TokenError::Tls { detail } => GatewayError::UpstreamTls { detail },
+            TokenError::Unavailable {
+                cause,
+                retry_after_secs,
+            } => GatewayError::TokenUnavailable {
+                conference,
+                cause,
+                retry_after_secs: retry_after_secs.max(1),
+            },
+        }
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// The token settings, from `[token]`.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub refresh_at_fraction: f64,
+    pub max_conferences: usize,
+    pub idle_evict: Duration,
+    pub failures: FailurePolicy,
+    /// `expireTime` of App ID signatures is now + this.
+    pub signature_ttl: Duration,
+}
+
+impl From<&TokenConfig> for TokenSettings {
+    fn from(c: &TokenConfig) -> Self {
+        TokenSettings {
+            refresh_at_fraction: c.refresh_at_fraction,
+            max_conferences: c.max_conferences,
+            idle_evict: c.idle_evict_secs,
+            failures: FailurePolicy {
+                negative_cache: c.negative_cache_secs,
+                backoff_initial: c.backoff_initial_ms,
+                backoff_max: c.backoff_max_ms,
+            },
+            signature_ttl: c.signature_ttl_secs,
+        }
+    }
+}
+
+/// A control token to put in `X-Conference-Authorization`.
+#[derive(Clone)]
+pub struct ControlToken(Secret);
+
+impl ControlToken {
+    /// The header value, marked sensitive so that no HTTP library logs it.
+    pub fn header_value(&self) -> Option<HeaderValue> {
+        let mut v = HeaderValue::from_str(self.0.expose()).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    }
+}
+
+/// A control token as cached.
+#[derive(Clone)]
+struct Held {
+    token: Secret,
+    generation: u64,
+    usable_until: Instant,
+    refresh_at: Instant,
+}
+
+impl Expiring for Held {
+    fn usable_until(&self) -> Instant {
+        self.usable_until
+    }
+}
+
+/// The account access token as cached.
+#[derive(Clone)]
+struct Access {
+    token: Secret,
+    usable_until: Instant,
+}
+
+impl Expiring for Access {
+    fn usable_until(&self) -> Instant {
+        self.usable_until
+    }
+}
+
+/// One conference in the cache.
+struct Entry {
+    id: ConferenceId,
+    cell: Cell<Held>,
+    /// The chair password read from the conference details (account credential kinds).
+    password: Mutex<Option<Secret>>,
+    last_used: Mutex<Instant>,
+    evicted: AtomicBool,
+    renewing: AtomicBool,
+}
+
+impl Entry {
+    fn touch(&self) {
+        *lock(&self.last_used) = Instant::now();
+    }
+
+    fn last_used(&self) -> Instant {
+        *lock(&self.last_used)
+    }
+
+    /// Drops the conference's secrets now rather than when the last reference goes.
+    fn evict(&self) {
+        self.evicted.store(true, Ordering::SeqCst);
+        self.cell.clear();
+        *lock(&self.password) = None;
+    }
+}
+
+/// Where a host password came from.
+#[derive(PartialEq)]
+enum PasswordSource {
+    Table,
+    /// Read from the conference details earlier; it may have changed since.
+    Remembered,
+    Fresh,
+}
+
+/// Counters for the operations view.
+#[derive(Default)]
+pub struct TokenStats {
+    pub access_logins: AtomicU64,
+    pub detail_reads: AtomicU64,
+    pub control_fetches: AtomicU64,
+    pub keepalives: AtomicU64,
+    pub keepalive_failures: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// The control-token service. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    upstream: Upstream,
+    credentials: RwLock<Arc<Credentials>>,
+    settings: TokenSettings,
+    access: Cell<Access>,
+    conferences: Mutex<HashMap<ConferenceId, Arc<Entry>>>,
+    generation: AtomicU64,
+    stats: TokenStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section here is a single read or assignment: a panic elsewhere cannot
+    // leave the data half-updated, so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TokenService {
+    /// Creates the service and starts its idle-eviction sweeper. Must run inside Tokio.
+    pub fn new(upstream: Upstream, credentials: Credentials, settings: TokenSettings) -> Self {
+        let inner = Arc::new(Inner {
+            upstream,
+            credentials: RwLock::new(Arc::new(credentials)),
+            settings,
+            access: Cell::default(),
+            conferences: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            stats: TokenStats::default(),
+        });
+        tokio::spawn(sweep_idle(Arc::downgrade(&inner)));
+        TokenService { inner }
+    }
+
+    /// A usable control token for `conference`, from the cache or fetched (single-flight).
+    pub async fn control_token(
+        &self,
+        conference: &ConferenceId,
+    ) -> Result<ControlToken, TokenError> {
+        let inner = &self.inner;
+        if let Credentials::HostPassword { passwords } = &*inner.credentials() {
+            // Refuse unknown conferences before they take a cache slot.
+            if !passwords.contains_key(conference.as_str()) {
+                return Err(TokenError::NotConfigured);
+            }
+        }
+        let entry = inner.entry(conference);
+        let held = entry
+            .cell
+            .get_or_fetch(&inner.settings.failures, || inner.acquire(&entry))
+            .await?;
+        inner.ensure_renewer(&entry);
+        Ok(ControlToken(held.token))
+    }
+
+    /// Drops `token` for `conference` after the upstream refused it, unless a newer token has
+    /// replaced it already. Returns whether it was dropped.
+    pub fn invalidate(&self, conference: &ConferenceId, token: &ControlToken) -> bool {
+        let entry = lock(&self.inner.conferences).get(conference).cloned();
+        entry.is_some_and(|e| e.cell.invalidate_if(|held| held.token == token.0))
+    }
+
+    /// Replaces the credentials (configuration reload). Cached access tokens and chair
+    /// passwords are dropped, since they belong to the old credentials.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        *self
+            .inner
+            .credentials
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(credentials);
+        self.inner.access.clear();
+        for entry in lock(&self.inner.conferences).values() {
+            *lock(&entry.password) = None;
+        }
+    }
+
+    /// Conferences in the cache.
+    pub fn cached_conferences(&self) -> usize {
+        lock(&self.inner.conferences).len()
+    }
+
+    pub fn stats(&self) -> &TokenStats {
+        &self.inner.stats
+    }
+}
+
+impl Inner {
+    fn credentials(&self) -> Arc<Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The cache entry for `conference`, created if needed (evicting the least recently used
+    /// one when full), and marked as used now.
+    fn entry(&self, conference: &ConferenceId) -> Arc<Entry> {
+        let mut table = lock(&self.conferences);
+        if let Some(e) = table.get(conference) {
+            e.touch();
+            return e.clone();
+        }
+        if table.len() >= self.settings.max_conferences {
+            // O(n), but only when a new conference arrives at a full cache.
+            let oldest = table
+                .iter()
+                .min_by_key(|(_, e)| e.last_used())
+                .map(|(id, _)| id.clone());
+            if let Some(e) = oldest.and_then(|id| table.remove(&id)) {
+                e.evict();
+                tracing::debug!(conference = %e.id, "token cache full: evicted least recently used conference");
+            }
+        }
+        let entry = Arc::new(Entry {
+            id: conference.clone(),
+            cell: Cell::default(),
+            password: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
+            evicted: AtomicBool::new(false),
+            renewing: AtomicBool::new(false),
+        });
+        table.insert(conference.clone(), entry.clone());
+        entry
+    }
+
+    /// Full acquisition: host password, then a new control token.
+    async fn acquire(&self, entry: &Entry) -> Result<Held, TokenError> {
+        let (password, source) = self.password(entry, false).await?;
+        match self.fetch_control(entry, Some(&password), None).await {
+            Err(TokenError::PasswordRejected { .. }) if source == PasswordSource::Remembered => {
+                // The chair password may have changed since it was read: read it once more.
+                tracing::info!(conference = %entry.id, "host password rejected; re-reading the conference details");
+                let (password, _) = self.password(entry, true).await?;
+                self.fetch_control(entry, Some(&password), None).await
+            }
+            other => other,
+        }
+    }
+
+    /// One control-token call (a keep-alive when `current` is given).
+    async fn fetch_control(
+        &self,
+        entry: &Entry,
+        password: Option<&Secret>,
+        current: Option<&Secret>,
+    ) -> Result<Held, TokenError> {
+        let keepalive = current.is_some();
+        let counter = if keepalive {
+            &self.stats.keepalives
+        } else {
+            &self.stats.control_fetches
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let sent = Instant::now();
+        let result = api::control_token(&self.upstream, &entry.id, password, current).await;
+        match result {
+            Ok(grant) => {
+                let held = self.hold(grant, sent)?;
+                tracing::debug!(
+                    conference = %entry.id,
+                    keepalive,
+                    valid_secs = held.usable_until.saturating_duration_since(Instant::now()).as_secs(),
+                    "control token obtained"
+                );
+                Ok(held)
+            }
+            Err(e) => {
+                let err = token_api_error(e);
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(conference = %entry.id, keepalive, error = ?err, "control token call failed");
+                Err(err)
+            }
+        }
+    }
+
+    /// Works out until when a new token may be used and when to renew it.
+    fn hold(&self, grant: api::ControlGrant, sent: Instant) -> Result<Held, TokenError> {
+        let lifetime = grant.lifetime;
+        let now = Instant::now();
+        let mut expires = sent + lifetime;
+        if let Some(at_ms) = grant.expires_at_unix_ms {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            expires = expires.min(now + Duration::from_millis(at_ms.saturating_sub(now_ms)));
+        }
+        let margin = lifetime
+            .mul_f64(0.05)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let usable_until = expires.checked_sub(margin).unwrap_or(now);
+        if usable_until <= now {
+            return Err(TokenError::Unavailable {
+                cause:
+                    "the upstream issued a control token that has already expired (check the clock)"
+                        .into(),
+                retry_after_secs: 1,
+            });
+        }
+        Ok(Held {
+            token: grant.token,
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            usable_until,
+            refresh_at: refresh_point(
+                sent,
+                lifetime,
+                self.settings.refresh_at_fraction,
+                crate::rand::unit(),
+            )
+            .min(usable_until),
+        })
+    }
+
+    /// The host password for `entry`: from the table, remembered, or read from the
+    /// conference details (always when `fresh`).
+    async fn password(
+        &self,
+        entry: &Entry,
+        fresh: bool,
+    ) -> Result<(Secret, PasswordSource), TokenError> {
+        if let Credentials::HostPassword { passwords } = &*self.credentials() {
+            return passwords
+                .get(entry.id.as_str())
+                .cloned()
+                .map(|p| (p, PasswordSource::Table))
+                .ok_or(TokenError::NotConfigured);
+        }
+        if !fresh {
+            if let Some(p) = lock(&entry.password).clone() {
+                return Ok((p, PasswordSource::Remembered));
+            }
+        }
+        let p = self.chair_password(&entry.id).await?;
+        *lock(&entry.password) = Some(p.clone());
+        Ok((p, PasswordSource::Fresh))
+    }
+
+    /// Reads the chair password from the conference details. A rejected access token is
+    /// replaced once and the read retried once.
+    async fn chair_password(&self, conference: &ConferenceId) -> Result<Secret, TokenError> {
+        let mut retried = false;
+        loop {
+            let access = self.access_token().await?;
+            self.stats.detail_reads.fetch_add(1, Ordering::Relaxed);
+            match api::chair_password(&self.upstream, &access.token, conference).await {
+                Ok(ConferenceDetail::Running { chair_password }) => return Ok(chair_password),
+                Ok(ConferenceDetail::NoChairPassword) => return Err(TokenError::NoChairPassword),
+                Ok(ConferenceDetail::NotRunning { state }) => {
+                    return Err(TokenError::NotRunning {
+                        reason: if state == "Schedule" {
+                            "not started yet"
+                        } else {
+                            "already ended"
+                        },
+                        code: format!("conferenceState {state}"),
+                    })
+                }
+                Err(ApiError::Rejected { status, code, .. })
+                    if status == StatusCode::UNAUTHORIZED
+                        && code == "USG.000000004"
+                        && !retried =>
+                {
+                    tracing::info!("access token rejected; authenticating again");
+                    self.access.invalidate_if(|a| a.token == access.token);
+                    retried = true;
+                }
+                Err(e) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(detail_api_error(e));
+                }
+            }
+        }
+    }
+
+    /// The account access token (single-flight, reused until shortly before it expires).
+    async fn access_token(&self) -> Result<Access, TokenError> {
+        self.access
+            .get_or_fetch(&self.settings.failures, || async {
+                let credentials = self.credentials();
+                self.stats.access_logins.fetch_add(1, Ordering::Relaxed);
+                let sent = Instant::now();
+                let grant = match &*credentials {
+                    Credentials::AppId {
+                        app_id,
+                        app_key,
+                        user_id,
+                        corp_id,
+                    } => {
+                        let auth = api::AppAuth {
+                            app_id,
+                            app_key,
+                            user_id,
+                            corp_id: corp_id.as_deref(),
+                            signature_ttl: self.settings.signature_ttl,
+                        };
+                        api::app_auth(&self.upstream, &auth).await
+                    }
+                    Credentials::Account { account, password } => {
+                        api::account_auth(&self.upstream, account, password).await
+                    }
+                    Credentials::HostPassword { .. } => {
+                        return Err(TokenError::NotConfigured);
+                    }
+                };
+                let grant = grant.map_err(|e| {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    let err = auth_api_error(e);
+                    tracing::warn!(error = ?err, "account authentication failed");
+                    err
+                })?;
+                // Re-authenticate a little before the upstream's expiry (10 %, at most 10 min).
+                let margin = grant.valid_for.mul_f64(0.1).min(Duration::from_secs(600));
+                tracing::debug!(
+                    valid_secs = grant.valid_for.as_secs(),
+                    "access token obtained"
+                );
+                Ok(Access {
+                    token: grant.token,
+                    usable_until: sent + grant.valid_for - margin,
+                })
+            })
+            .await
+    }
+
+    /// Starts the renewal task of `entry` unless it runs already.
+    fn ensure_renewer(self: &Arc<Self>, entry: &Arc<Entry>) {
+        if !entry.renewing.swap(true, Ordering::SeqCst) {
+            tokio::spawn(renew(Arc::downgrade(self), entry.clone()));
+        }
+    }
+
+    /// Renews `held` by keep-alive, or by full re-authentication if the keep-alive fails.
+    async fn renew_once(&self, entry: &Entry, held: &Held) -> Result<Held, TokenError> {
+        let password = match &*self.credentials() {
+            Credentials::HostPassword { passwords } => passwords.get(entry.id.as_str()).cloned(),
+            _ => lock(&entry.password).clone(),
+        };
+        match self
+            .fetch_control(entry, password.as_ref(), Some(&held.token))
+            .await
+        {
+            Ok(renewed) => Ok(renewed),
+            Err(e) => {
+                self.stats
+                    .keepalive_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(conference = %entry.id, error = ?e, "keep-alive failed; re-authenticating");
+                self.acquire(entry).await
+            }
+        }
+    }
+}
+
+/// When to renew a token obtained at `sent`: at `fraction` of its lifetime, made up to 5
+/// points earlier by `jitter` (in `[0, 1)`) so that conferences do not renew in lockstep.
+pub fn refresh_point(sent: Instant, lifetime: Duration, fraction: f64, jitter: f64) -> Instant {
+    let f = (fraction - 0.05 * jitter.clamp(0.0, 1.0)).max(0.05);
+    sent + lifetime.mul_f64(f)
+}
+
+/// The renewal task of one conference. It ends when the conference is evicted, when its
+/// token is gone (a new one restarts it), or when the service is dropped.
+async fn renew(service: Weak<Inner>, entry: Arc<Entry>) {
+    let mut retry_at: Option<Instant> = None;
+    let mut streak = 0u32;
+    loop {
+        let Some(planned) = entry.cell.current() else {
+            entry.renewing.store(false, Ordering::SeqCst);
+            // A token may have been stored between the look and the flag: keep going then.
+            if entry.cell.current().is_some() && !entry.renewing.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            return;
+        };
+        tokio::time::sleep_until(retry_at.unwrap_or(planned.refresh_at).into()).await;
+        let Some(inner) = service.upgrade() else {
+            return;
+        };
+        if entry.evicted.load(Ordering::SeqCst) {
+            entry.renewing.store(false, Ordering::SeqCst);
+            return;
+        }
+        let _flight = entry.cell.flight().await;
+        let Some(held) = entry.cell.current() else {
+            continue;
+        };
+        if held.generation != planned.generation {
+            // Replaced meanwhile (after an invalidation, say): plan for the new one.
+            retry_at = None;
+            continue;
+        }
+        match inner.renew_once(&entry, &held).await {
+            Ok(renewed) => {
+                entry.cell.store_ok(renewed);
+                retry_at = None;
+                streak = 0;
+            }
+            Err(e) => {
+                streak += 1;
+                let now = Instant::now();
+                if now >= held.usable_until || e.is_definite() {
+                    // Callers will see the failure (and fetch again once it has expired).
+                    entry.cell.store_err(e, &inner.settings.failures);
+                    entry
+                        .cell
+                        .invalidate_if(|h| h.generation == held.generation);
+                    retry_at = None;
+                } else {
+                    // The current token is still good: keep serving it and try again soon.
+                    let wait = inner.settings.failures.backoff(streak, crate::rand::unit());
+                    retry_at = Some((now + wait).min(held.usable_until));
+                }
+            }
+        }
+    }
+}
+
+/// Drops conferences idle for longer than `token.idle_evict_secs`.
+async fn sweep_idle(service: Weak<Inner>) {
+    let period = match service.upgrade() {
+        Some(inner) => (inner.settings.idle_evict / 10)
+            .clamp(Duration::from_millis(50), Duration::from_secs(5)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = service.upgrade() else {
+            return;
+        };
+        let idle = inner.settings.idle_evict;
+        let mut table = lock(&inner.conferences);
+        table.retain(|_, e| {
+            let keep = e.last_used().elapsed() < idle;
+            if !keep {
+                e.evict();
+                tracing::debug!(conference = %e.id, "conference idle: token and password dropped");
+            }
+            keep
+        });
+    }
+}
+
+/// Errors of the control-token call. Codes per `upstream-api.md` §7.2.
+fn token_api_error(e: ApiError) -> TokenError {
+    match e {
+        ApiError::Rejected { status, code, .. } => match code.as_str() {
+            "MMC.111072065" | "MMC.111072064" => TokenError::PasswordRejected { code },
+            "MMC.111070005" => TokenError::ConferenceNotFound { code },
+            "MMC.111072005" => TokenError::NotRunning {
+                reason: "not started yet",
+                code,
+            },
+            "MMC.111072006" => TokenError::NotRunning {
+                reason: "already ended",
+                code,
+            },
+            _ => status_error(status, code),
+        },
+        other => transport_error(other),
+    }
+}
+
+/// Errors of the account authentication calls.
+fn auth_api_error(e: ApiError) -> TokenError {
+    match e {
+        ApiError::Rejected { status, code, .. }
+            if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
+        {
+            TokenError::AuthFailed { code }
+        }
+        ApiError::Rejected { status, code, .. } => status_error(status, code),
+        other => transport_error(other),
+    }
+}
+
+/// Errors of the conference-details call.
+fn detail_api_error(e: ApiError) -> TokenError {
+    match e {
+        ApiError::Rejected { code, .. } if code == "MMC.111070005" => {
+            TokenError::ConferenceNotFound { code }
+        }
+        ApiError::Rejected { status, code, .. } if status == StatusCode::UNAUTHORIZED => {
+            TokenError::AuthFailed { code }
+        }
+        ApiError::Rejected { status, code, .. } => status_error(status, code),
+        other => transport_error(other),
+    }
+}
+
+/// An error status without a known meaning: server errors and throttling are transient,
+/// other client errors definite.
+fn status_error(status: StatusCode, code: String) -> TokenError {
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        TokenError::Unavailable {
+            cause: format!("upstream answered {} {code}", status.as_u16()),
+            retry_after_secs: 1,
+        }
+    } else {
+        TokenError::Refused {
+            status: status.as_u16(),
+            code,
+        }
+    }
+}
+
+fn transport_error(e: ApiError) -> TokenError {
+    match e {
+        ApiError::Transport(UpstreamError::Connect(c)) if c.kind == ConnectErrorKind::Tls => {
+            TokenError::Tls { detail: c.detail }
+        }
+        other => TokenError::Unavailable {
+            cause: other.describe(),
+            retry_after_secs: 1,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_point_is_at_the_fraction_minus_up_to_five_points() {
+        let t0 = Instant::now();
+        let life = Duration::from_secs(1800);
+        assert_eq!(
+            refresh_point(t0, life, 0.8, 0.0),
+            t0 + Duration::from_secs(1440)
+        );
+        assert_eq!(
+            refresh_point(t0, life, 0.8, 1.0),
+            t0 + Duration::from_secs(1350)
+        );
+        let mid = refresh_point(t0, life, 0.8, 0.5);
+        assert!(mid > t0 + Duration::from_secs(1350) && mid < t0 + Duration::from_secs(1440));
+    }
+
+    #[test]
+    fn token_api_errors_are_classified_by_code() {
+        let rej = |status: u16, code: &str| ApiError::Rejected {
+            status: StatusCode::from_u16(status).unwrap(),
+            code: code.into(),
+        };
+        assert!(matches!(
+            token_api_error(rej(400, "MMC.111072065")),
+            TokenError::PasswordRejected { .. }
+        ));
+        assert!(matches!(
+            token_api_error(rej(400, "MMC.111072005")),
+            TokenError::NotRunning { .. }
+        ));
+        assert!(matches!(
+            token_api_error(rej(500, "MMC.111070116")),
+            TokenError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            token_api_error(rej(429, "APIG.0308")),
+            TokenError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            token_api_error(rej(403, "MMC.111070002")),
+            TokenError::Refused { .. }
+        ));
+        assert!(token_api_error(rej(400, "MMC.111072065")).is_definite());
+        assert!(!token_api_error(rej(503, "x")).is_definite());
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
+        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
+        assert_eq!(ceil_secs(Duration::from_millis(2001)), 3);
+    }
+}
