@@ -63,6 +63,8 @@ pub struct Config {
     #[serde(default)]
     pub limits: LimitsConfig,
     #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
     pub audit: AuditConfig,
     #[serde(default)]
     pub admin: AdminConfig,
@@ -232,6 +234,74 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[rate_limit]`: how many removals may pass. Each limit applies only when configured.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// The header a caller may use to name itself for `per_caller` (else its address counts).
+    pub caller_header: String,
+    /// Bound on the keys one limit tracks (distinct conferences or callers).
+    pub max_tracked_keys: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global: Option<LimitSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_conference: Option<LimitSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_caller: Option<LimitSpec>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            caller_header: "X-Caller-Id".into(),
+            max_tracked_keys: 100_000,
+            global: None,
+            per_conference: None,
+            per_caller: None,
+        }
+    }
+}
+
+/// A rate and a burst, e.g. `{ per_minute = 30, burst = 10 }`: up to `burst` units at
+/// once, refilling at the rate. Exactly one of `per_second`, `per_minute`, `per_hour`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<u32>,
+    pub burst: std::num::NonZeroU32,
+}
+
+impl LimitSpec {
+    /// Units per period.
+    pub fn rate(&self) -> (u32, Duration) {
+        match (self.per_second, self.per_minute, self.per_hour) {
+            (Some(n), _, _) => (n, Duration::from_secs(1)),
+            (_, Some(n), _) => (n, Duration::from_secs(60)),
+            (_, _, Some(n)) => (n, Duration::from_secs(3600)),
+            _ => (0, Duration::from_secs(1)),
+        }
+    }
+
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let set = [self.per_second, self.per_minute, self.per_hour];
+        if set.iter().flatten().count() != 1 {
+            return Err(ConfigError::invalid(
+                key,
+                "set exactly one of per_second, per_minute, per_hour (and burst)",
+            ));
+        }
+        if set.iter().flatten().any(|&n| n == 0) {
+            return Err(ConfigError::invalid(key, "the rate must be greater than 0"));
+        }
+        Ok(())
+    }
+}
+
 /// `[audit]`: the durable audit log.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -355,6 +425,7 @@ impl Config {
             CredentialsConfig::HostPassword { .. } => {}
         }
         self.token.validate()?;
+        self.rate_limit.validate()?;
         if self.limits.max_body_bytes == 0 {
             return Err(ConfigError::invalid(
                 "limits.max_body_bytes",
@@ -378,6 +449,34 @@ impl Config {
     /// no secret values (only where to find them), so nothing needs masking here.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+impl RateLimitConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if hyper::header::HeaderName::from_bytes(self.caller_header.as_bytes()).is_err() {
+            return Err(ConfigError::invalid(
+                "rate_limit.caller_header",
+                "is not a valid HTTP header name",
+            ));
+        }
+        if self.max_tracked_keys == 0 {
+            return Err(ConfigError::invalid(
+                "rate_limit.max_tracked_keys",
+                "must be at least 1",
+            ));
+        }
+        let limits = [
+            ("rate_limit.global", &self.global),
+            ("rate_limit.per_conference", &self.per_conference),
+            ("rate_limit.per_caller", &self.per_caller),
+        ];
+        for (key, spec) in limits {
+            if let Some(spec) = spec {
+                spec.validate(key)?;
+            }
+        }
+        Ok(())
     }
 }
 

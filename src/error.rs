@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderName, HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
+
+use crate::ratelimit::{Denied, RateLimitHeaders};
 
 /// A refusal by meetgate, grouped by whose fault it is.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,8 @@ pub enum GatewayError {
     PayloadTooLarge { limit: usize },
     #[error("request body did not arrive within {0:?} (limits.body_timeout_ms): send the whole body promptly")]
     BodyTimeout(Duration),
+    #[error("{}", rate_limited_message(.0))]
+    RateLimited(Denied),
     #[error("meetgate holds no host password for conference {conference}: add it to credentials.host_passwords_file")]
     ConferenceNotConfigured { conference: String },
     #[error("conference {conference} does not exist upstream ({upstream_code}): check the conference ID")]
@@ -99,6 +103,7 @@ impl GatewayError {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ConferenceNotConfigured { .. } => StatusCode::FORBIDDEN,
             ConferenceNotFound { .. } => StatusCode::NOT_FOUND,
             ConferenceNotRunning { .. } => StatusCode::CONFLICT,
@@ -128,6 +133,7 @@ impl GatewayError {
             UnsupportedMediaType => "MEETGATE.UNSUPPORTED_MEDIA_TYPE",
             PayloadTooLarge { .. } => "MEETGATE.PAYLOAD_TOO_LARGE",
             BodyTimeout(_) => "MEETGATE.BODY_TIMEOUT",
+            RateLimited(_) => "MEETGATE.RATE_LIMITED",
             ConferenceNotConfigured { .. } => "MEETGATE.CONFERENCE_NOT_CONFIGURED",
             ConferenceNotFound { .. } => "MEETGATE.CONFERENCE_NOT_FOUND",
             ConferenceNotRunning { .. } => "MEETGATE.CONFERENCE_NOT_RUNNING",
@@ -152,6 +158,7 @@ impl GatewayError {
             GatewayError::TokenUnavailable {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            GatewayError::RateLimited(denied) => Some(denied.retry_after_secs),
             _ => None,
         }
     }
@@ -163,11 +170,42 @@ impl GatewayError {
             resp.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let GatewayError::RateLimited(denied) = self {
+            set_rate_limit_headers(resp.headers_mut(), &denied.headers);
+        }
         if matches!(self, GatewayError::MethodNotAllowed) {
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
         }
         resp
+    }
+}
+
+fn rate_limited_message(d: &Denied) -> String {
+    let names = d.limits.join(", ");
+    match d.too_large_for {
+        Some((limit, burst)) => format!(
+            "rate limit {limit} refuses this request: it removes more attendees than the limit's burst of {burst}, so it can never pass; split it into requests of at most {burst} attendees"
+        ),
+        None => format!(
+            "rate limit exceeded: {names} (each attendee removed costs one unit); retry after {} s",
+            d.retry_after_secs
+        ),
+    }
+}
+
+/// Adds `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers) when any
+/// limit applied.
+pub fn set_rate_limit_headers(headers: &mut hyper::HeaderMap, rl: &RateLimitHeaders) {
+    if rl.policy.is_empty() {
+        return;
+    }
+    if let (Ok(policy), Ok(state)) = (
+        HeaderValue::from_str(&rl.policy),
+        HeaderValue::from_str(&rl.state),
+    ) {
+        headers.insert(HeaderName::from_static("ratelimit-policy"), policy);
+        headers.insert(HeaderName::from_static("ratelimit"), state);
     }
 }
 

@@ -17,9 +17,10 @@
 //! |---|---|---|
 //! | 1. route | [`route`] | 404 / 405 / 400 |
 //! | 2. read + validate body | [`validate`] | 413 / 415 / 408 / 400 |
-//! | 3. control token (cache, single-flight, renewal) | [`token`] | 503 / 502 / 4xx |
-//! | 4. forward (TLS, pooled; one retry only on "token invalid") | [`upstream`] | 502 / 504 |
-//! | 5. respond (upstream status and body relayed) | [`pipeline`] | — |
+//! | 3. rate limit (global, per conference, per caller; cost = attendees) | [`ratelimit`] | 429 |
+//! | 4. control token (cache, single-flight, renewal) | [`token`] | 503 / 502 / 4xx |
+//! | 5. forward (TLS, pooled; one retry only on "token invalid") | [`upstream`] | 502 / 504 |
+//! | 6. respond (upstream status and body relayed) | [`pipeline`] | — |
 //!
 //! # Modules
 //!
@@ -28,6 +29,7 @@
 //! * [`pipeline`]: the stages above, in order, in one function.
 //! * [`config`]: the typed configuration and secret loading.
 //! * [`error`]: the one error enum, and the only table mapping errors to HTTP.
+//! * [`ratelimit`]: governor limiters checked all-or-nothing.
 //! * [`secret`]: secret strings that never print and are zeroised.
 //! * [`rand`]: nonces, jitter and request IDs.
 //! * [`sim`]: the upstream simulator (`meeting-sim`) that tests, benchmarks and the demo
@@ -40,6 +42,7 @@ pub mod config;
 pub mod error;
 pub mod pipeline;
 pub mod rand;
+pub mod ratelimit;
 pub mod route;
 pub mod secret;
 pub mod server;

@@ -14,7 +14,8 @@ use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::config::{Config, ErrorMatch, LimitsConfig};
-use crate::error::GatewayError;
+use crate::error::{set_rate_limit_headers, GatewayError};
+use crate::ratelimit::{self, RateLimitHeaders, RateLimits};
 use crate::route::{self, ConferenceId};
 use crate::token::{ControlToken, TokenService};
 use crate::upstream::{Answer, Outgoing, Upstream};
@@ -31,18 +32,59 @@ pub struct Peer {
     pub addr: Option<SocketAddr>,
 }
 
+impl Peer {
+    /// The key `per_caller` limits use when the caller does not name itself: its address
+    /// without the port (which changes with every connection).
+    fn rate_key(&self) -> String {
+        match self.addr {
+            Some(a) => a.ip().to_string(),
+            None => "local".into(),
+        }
+    }
+}
+
+/// The name a caller declared in `rate_limit.caller_header`. It is the caller's claim, not an
+/// identity: it keys `per_caller` limits and is recorded as declared.
+fn declared_caller(
+    headers: &hyper::HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<String>, GatewayError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let valid = values.next().is_none()
+        && (1..=128).contains(&value.len())
+        && value
+            .as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_graphic() || *b == b' ');
+    if !valid {
+        return Err(GatewayError::InvalidRequest(format!(
+            "{name}: must be given once, as 1 to 128 printable ASCII characters"
+        )));
+    }
+    Ok(value.to_str().ok().map(str::to_owned))
+}
+
+/// `Retry-After` for an upstream 429 that carries none.
+const UPSTREAM_THROTTLE_RETRY_AFTER: &str = "3";
+
 /// Everything the pipeline needs. One per process, shared by all connections.
 pub struct Gateway {
     limits: LimitsConfig,
     invalid_token_errors: Vec<ErrorMatch>,
+    caller_header: HeaderName,
+    rate_limits: RateLimits,
     upstream: Upstream,
     tokens: TokenService,
 }
 
-/// What happened to one request, for the request log line.
+/// What happened to one request, for the request log line and the response headers.
 struct Outcome {
     conference: Option<ConferenceId>,
     attempts: u8,
+    rate_limit: RateLimitHeaders,
 }
 
 impl Gateway {
@@ -50,6 +92,10 @@ impl Gateway {
         Gateway {
             limits: config.limits.clone(),
             invalid_token_errors: config.token.invalid_token_errors.clone(),
+            // Validated at start-up; the fallback is never used.
+            caller_header: HeaderName::from_bytes(config.rate_limit.caller_header.as_bytes())
+                .unwrap_or(HeaderName::from_static("x-caller-id")),
+            rate_limits: RateLimits::new(&config.rate_limit),
             upstream,
             tokens,
         }
@@ -57,6 +103,10 @@ impl Gateway {
 
     pub fn tokens(&self) -> &TokenService {
         &self.tokens
+    }
+
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.rate_limits
     }
 
     /// Handles one request. Always answers; every answer carries `X-Request-Id`.
@@ -71,8 +121,9 @@ impl Gateway {
         let mut outcome = Outcome {
             conference: None,
             attempts: 0,
+            rate_limit: RateLimitHeaders::default(),
         };
-        let mut resp = match self.remove(req, &mut outcome).await {
+        let mut resp = match self.remove(req, peer, &mut outcome).await {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(request_id, error = %e, "refused");
@@ -82,6 +133,7 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(REQUEST_ID, v);
         }
+        set_rate_limit_headers(resp.headers_mut(), &outcome.rate_limit);
         tracing::info!(
             request_id,
             peer = ?peer.addr,
@@ -99,6 +151,7 @@ impl Gateway {
     async fn remove<B>(
         &self,
         req: Request<B>,
+        peer: &Peer,
         outcome: &mut Outcome,
     ) -> Result<Response<Full<Bytes>>, GatewayError>
     where
@@ -110,13 +163,26 @@ impl Gateway {
         let conference = route::route(req.method(), req.uri())?;
         outcome.conference = Some(conference.clone());
 
-        // 2. Read and validate: before any token or upstream work is spent on the request.
+        // 2. Read and validate: before any budget, token or upstream work is spent on the
+        //    request, so invalid requests cost nothing.
+        let declared = declared_caller(req.headers(), &self.caller_header)?;
         let body = self.read_valid_body(req).await?;
 
-        // 3. Token: the control token for this conference, cached or fetched (single-flight).
+        // 3. Rate limit: before the token stage, so a refused request causes no upstream call.
+        let caller_key = declared.clone().unwrap_or_else(|| peer.rate_key());
+        let keys = ratelimit::Keys {
+            conference: conference.as_str(),
+            caller: &caller_key,
+        };
+        outcome.rate_limit = self
+            .rate_limits
+            .check(&keys, body.attendees.len() as u32)
+            .map_err(GatewayError::RateLimited)?;
+
+        // 4. Token: the control token for this conference, cached or fetched (single-flight).
         let token = self.control_token(&conference).await?;
 
-        // 4. Forward, and recover once if the upstream says the token is invalid: the
+        // 5. Forward, and recover once if the upstream says the token is invalid: the
         //    removal cannot have happened then, so a retry cannot remove anyone twice.
         outcome.attempts = 1;
         let mut answer = self.forward(&conference, &token, &body).await?;
@@ -128,7 +194,7 @@ impl Gateway {
             answer = self.forward(&conference, &fresh, &body).await?;
         }
 
-        // 5. Respond with the upstream's answer.
+        // 6. Respond with the upstream's answer.
         Ok(relay(answer))
     }
 
@@ -208,9 +274,14 @@ fn relay(answer: Answer) -> Response<Full<Bytes>> {
         headers.insert(UPSTREAM_REQUEST_ID, id.clone());
     }
     if answer.status == StatusCode::TOO_MANY_REQUESTS {
-        if let Some(ra) = answer.headers.get(RETRY_AFTER) {
-            headers.insert(RETRY_AFTER, ra.clone());
-        }
+        // The upstream's throttling (APIG.0308) is relayed, never retried by meetgate; Huawei
+        // advises waiting 2 to 5 s when it sends no Retry-After of its own.
+        let ra = answer
+            .headers
+            .get(RETRY_AFTER)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static(UPSTREAM_THROTTLE_RETRY_AFTER));
+        headers.insert(RETRY_AFTER, ra);
     }
     resp
 }
