@@ -38,7 +38,7 @@
 
 pub mod app;
 pub mod config;
-// pub mod demo; (after the simulator lands)
+pub mod demo;
 pub mod error;
 pub mod pipeline;
 pub mod rand;

@@ -40,6 +40,16 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Quick start: run the bundled upstream simulator and the gateway together on loopback,
+    /// remove a participant once, and print a curl line to remove one yourself.
+    Demo {
+        /// Where the gateway listens (a free port is used if this one is taken).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Exit after the example removal instead of waiting for Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// Exit code for bad usage or configuration (sysexits EX_USAGE).
@@ -50,12 +60,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Demo { listen, once } => demo(listen, once),
     }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -83,8 +94,33 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("meetgate: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn demo(listen: std::net::SocketAddr, once: bool) -> ExitCode {
+    init_logging("warn");
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match runtime.block_on(meetgate::demo::run(listen, once)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("meetgate demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn serve(path: PathBuf) -> ExitCode {
-    init_logging();
+    init_logging("info");
     let (config, credentials) = match load(&path) {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -1,0 +1,6 @@
+//! Integration tests: the real server on real sockets, in front of the simulator over real
+//! TLS. One test binary; each module reads like the part of the spec it checks.
+
+mod support;
+
+mod removal_path;
