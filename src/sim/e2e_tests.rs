@@ -729,6 +729,13 @@ async fn control_api_over_https() {
     assert_eq!(stats["calls"]["delete_attendees"], 1);
     let deletes = c.req(Method::GET, "/_sim/deletes", &[], "").await.json();
     assert_eq!(deletes[0]["status"], 401);
+    assert_eq!(deletes[0]["authorization_values"][0], token.as_str());
+    let last = c
+        .req(Method::GET, "/_sim/deletes?last=0", &[], "")
+        .await
+        .json();
+    assert_eq!(last.as_array().map(Vec::len), Some(0));
+    assert_eq!(stats["deletes_dropped"], 0);
     let r = c
         .req(Method::POST, "/_sim/fault", &[], r#"{"endpoint":"nope"}"#)
         .await;
