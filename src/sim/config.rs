@@ -194,6 +194,9 @@ pub struct SimConfig {
     /// Record every delete request (headers, body, verdict). `false` = fast
     /// benchmark mode: counters only.
     pub record_deletes: bool,
+    /// Most recent deletes kept when recording; older ones are dropped (and
+    /// counted in `deletes_dropped`). Default 200 000 (~150 MB worst case).
+    pub max_recorded_deletes: usize,
     /// Extra latency added to every delete, uniformly in `[min, max]`.
     pub delete_latency: Option<(Duration, Duration)>,
     /// Live access tokens per principal with clientType 72; default 64.
@@ -223,6 +226,7 @@ impl Default for SimConfig {
             refresh_new_access_token: false,
             invalid_token_error: errors::MMC_AUTH_FAILED,
             record_deletes: true,
+            max_recorded_deletes: 200_000,
             delete_latency: None,
             access_token_quota: 64,
             max_body_bytes: 1 << 20,

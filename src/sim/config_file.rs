@@ -14,6 +14,7 @@
 //! refresh_accepts = "either"             # either | refresh_token_only | access_token_only
 //! refresh_new_access_token = false
 //! record_deletes = true
+//! max_recorded_deletes = 200000
 //! access_token_quota = 64
 //! extra_sans = ["meeting-sim"]           # extra certificate names
 //! idle_timeout_secs = 120                # 0 = keep idle connections forever
@@ -82,6 +83,7 @@ struct FileConfig {
     refresh_accepts: Option<RefreshAccepts>,
     refresh_new_access_token: Option<bool>,
     record_deletes: Option<bool>,
+    max_recorded_deletes: Option<usize>,
     access_token_quota: Option<usize>,
     extra_sans: Option<Vec<String>>,
     idle_timeout_secs: Option<u64>,
@@ -130,6 +132,7 @@ impl FileConfig {
             self.refresh_new_access_token,
         );
         set(&mut c.record_deletes, self.record_deletes);
+        set(&mut c.max_recorded_deletes, self.max_recorded_deletes);
         set(&mut c.access_token_quota, self.access_token_quota);
         set(&mut c.extra_sans, self.extra_sans);
         if let Some(secs) = self.idle_timeout_secs {

@@ -116,7 +116,7 @@ impl Counters {
         }
     }
 
-    pub(crate) fn snapshot(&self, deletes_recorded: usize) -> SimStats {
+    pub(crate) fn snapshot(&self, deletes_recorded: usize, deletes_dropped: u64) -> SimStats {
         let calls = Endpoint::ALL
             .into_iter()
             .map(|ep| (ep.as_str().to_owned(), self.calls(ep)))
@@ -140,6 +140,7 @@ impl Counters {
             tls_handshake_failures: self.tls_handshake_failures(),
             plaintext_connections: self.plaintext_connections(),
             deletes_recorded,
+            deletes_dropped,
             calls,
             calls_by_conference,
         }
@@ -162,6 +163,8 @@ pub struct SimStats {
     pub plaintext_connections: u64,
     /// Number of recorded delete requests (0 in fast mode).
     pub deletes_recorded: usize,
+    /// Recorded deletes discarded because the log reached its limit.
+    pub deletes_dropped: u64,
     /// Calls per endpoint name (`app_auth`, …, `other`).
     pub calls: BTreeMap<String, u64>,
     /// Calls per endpoint name, then per `conferenceID` query value.
@@ -183,7 +186,7 @@ mod tests {
         assert_eq!(c.calls_for(Endpoint::ControlToken, "1"), 2);
         assert_eq!(c.calls_for(Endpoint::ControlToken, "3"), 0);
         assert_eq!(c.total_requests(), 4);
-        let s = c.snapshot(0);
+        let s = c.snapshot(0, 0);
         assert_eq!(s.calls["control_token"], 3);
         assert_eq!(s.calls_by_conference["control_token"]["2"], 1);
         c.reset();

@@ -234,7 +234,6 @@ async fn full_flow_appauth_detail_token_delete_keepalive() {
 async fn app_auth_variants() {
     let (sim, mut c) = start(SimConfig::demo()).await;
     let path = "/v2/usg/acs/auth/appauth";
-    let post = |h: String, body: String| (h, body);
 
     // lower-case hex without access suffix; expireTime 0 = never expires
     let (h, body) = app_auth_request(&nonce(10), 0, false, false);
@@ -252,7 +251,7 @@ async fn app_auth_variants() {
 
     // access that is not base64(appId)
     let (h, body) = app_auth_request(&nonce(12), 0, false, true);
-    let (h, body) = post(format!("{h},access={}", b64("someoneElse")), body);
+    let h = format!("{h},access={}", b64("someoneElse"));
     let r = c
         .req(Method::POST, path, &[("authorization", &h)], &body)
         .await;
@@ -663,11 +662,9 @@ async fn tls_untrusted_and_plaintext_clients_are_counted() {
 #[tokio::test]
 async fn control_api_over_https() {
     let (sim, mut c) = start(SimConfig::demo()).await;
-    let post = |path: &'static str| (Method::POST, path);
-    let (m, p) = post("/_sim/fault");
-    let r = c
-        .req(m, p, &[], r#"{"endpoint":"control_token","conference":"914083136","respond":{"status":503,"body":"{}"},"remaining":1}"#)
-        .await;
+    let fault = r#"{"endpoint":"control_token","conference":"914083136",
+                    "respond":{"status":503,"body":"{}"},"remaining":1}"#;
+    let r = c.req(Method::POST, "/_sim/fault", &[], fault).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(
         control_token(&mut c, CONF, demo::CHAIR_PASSWORD, None)
@@ -729,6 +726,13 @@ async fn control_api_over_https() {
     assert_eq!(stats["calls"]["delete_attendees"], 1);
     let deletes = c.req(Method::GET, "/_sim/deletes", &[], "").await.json();
     assert_eq!(deletes[0]["status"], 401);
+    assert_eq!(deletes[0]["authorization_values"][0], token.as_str());
+    let last = c
+        .req(Method::GET, "/_sim/deletes?last=0", &[], "")
+        .await
+        .json();
+    assert_eq!(last.as_array().map(Vec::len), Some(0));
+    assert_eq!(stats["deletes_dropped"], 0);
     let r = c
         .req(Method::POST, "/_sim/fault", &[], r#"{"endpoint":"nope"}"#)
         .await;

@@ -116,9 +116,10 @@ impl SimHandle {
         self.state.counters.calls_for(ep, conference_id)
     }
 
-    /// Every recorded delete request, oldest first (empty in fast mode).
+    /// Every recorded delete request, oldest first (empty in fast mode; at
+    /// most `max_recorded_deletes`, the most recent ones).
     pub fn deletes(&self) -> Vec<ReceivedDelete> {
-        self.state.deletes.snapshot()
+        self.state.deletes.snapshot(None)
     }
 
     /// Requests (delete or control-token keep-alive) that presented a control
@@ -145,7 +146,7 @@ impl SimHandle {
 
     /// Snapshot of every counter (same data as `GET /_sim/stats`).
     pub fn stats(&self) -> SimStats {
-        self.state.counters.snapshot(self.state.deletes.len())
+        self.state.stats()
     }
 
     /// Injects `fault` on `ep`, for one conference (`Some(id)`, matched against

@@ -38,8 +38,8 @@
 //!
 //! | Request | Body (JSON) | Effect / answer |
 //! | --- | --- | --- |
-//! | `GET /_sim/stats` | – | counters ([`SimStats`]): `total_requests`, `connections`, `expired_token_uses`, `tls_handshake_failures`, `plaintext_connections`, `deletes_recorded`, `calls{endpoint:n}`, `calls_by_conference{endpoint:{conferenceID:n}}` |
-//! | `GET /_sim/deletes` | – | recorded deletes: `[{conference_id, authorization_values, header_names, body, status, token_valid, received_at_ms}]` |
+//! | `GET /_sim/stats` | – | counters ([`SimStats`]): `total_requests`, `connections`, `expired_token_uses`, `tls_handshake_failures`, `plaintext_connections`, `deletes_recorded`, `deletes_dropped`, `calls{endpoint:n}`, `calls_by_conference{endpoint:{conferenceID:n}}` |
+//! | `GET /_sim/deletes[?last=N]` | – | recorded deletes (all, or the N most recent), oldest first: `[{conference_id, authorization_values, header_names, body, status, token_valid, received_at_ms}]` |
 //! | `GET /_sim/ca` | – | the CA certificate (PEM) |
 //! | `POST /_sim/fault` | `{"endpoint":"control_token", "conference":"914083136"?, "delay_ms":2000?, "respond":{"status":500,"body":"…"}?, "garbage":false?, "close_connection":false?, "remaining":3?}` | sets/replaces the fault for (endpoint, conference) |
 //! | `POST /_sim/clear` | – | removes all faults |

@@ -70,7 +70,7 @@ impl SimState {
             nonces: NonceStore::default(),
             counters: Counters::default(),
             faults: FaultTable::default(),
-            deletes: DeleteLog::default(),
+            deletes: DeleteLog::new(cfg.max_recorded_deletes),
             rng: FastRng::new(),
             cfg,
         }
@@ -132,6 +132,11 @@ impl SimState {
 
     pub(crate) fn revoke_access_tokens(&self) {
         self.access.revoke_all();
+    }
+
+    pub(crate) fn stats(&self) -> super::counters::SimStats {
+        let (recorded, dropped) = self.deletes.sizes();
+        self.counters.snapshot(recorded, dropped)
     }
 
     pub(crate) fn reset_counters(&self) {

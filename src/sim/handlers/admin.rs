@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::request::query_param;
 use crate::sim::config::{validate_conference, ConferenceState, SimConference};
 use crate::sim::endpoint::Endpoint;
 use crate::sim::errors::{ApiError, APIG_NOT_FOUND};
@@ -34,17 +35,23 @@ pub(crate) fn handle(
     parts: &Parts,
     body: Result<Bytes, ApiError>,
 ) -> Response<Body> {
-    let result = body.and_then(|body| dispatch(state, &parts.method, parts.uri.path(), &body));
+    let result = body.and_then(|body| dispatch(state, parts, &body));
     result.unwrap_or_else(|e| response::error(&e))
 }
 
-fn dispatch(state: &SimState, method: &Method, path: &str, body: &Bytes) -> Reply {
-    let route = path.trim_start_matches(crate::sim::endpoint::CONTROL_PREFIX);
-    match (method, route) {
-        (&Method::GET, "stats") => Ok(json_ok(&json!(state
-            .counters
-            .snapshot(state.deletes.len())))),
-        (&Method::GET, "deletes") => Ok(deletes(state)),
+fn dispatch(state: &SimState, parts: &Parts, body: &Bytes) -> Reply {
+    let route = parts
+        .uri
+        .path()
+        .trim_start_matches(crate::sim::endpoint::CONTROL_PREFIX);
+    match (&parts.method, route) {
+        (&Method::GET, "stats") => Ok(json_ok(&json!(state.stats()))),
+        (&Method::GET, "deletes") => {
+            let last = query_param(parts.uri.query(), "last")
+                .map(|v| v.parse::<usize>().map_err(|_| bad("last must be a number")))
+                .transpose()?;
+            Ok(deletes(state, last))
+        }
         (&Method::GET, "ca") => Ok(ca(state)),
         (&Method::POST, "fault") => set_fault(state, parse(body)?),
         (&Method::POST, "clear") => {
@@ -186,10 +193,10 @@ fn settings(state: &SimState, s: Settings) -> Reply {
     })))
 }
 
-fn deletes(state: &SimState) -> Response<Body> {
+fn deletes(state: &SimState, last: Option<usize>) -> Response<Body> {
     let list: Vec<_> = state
         .deletes
-        .snapshot()
+        .snapshot(last)
         .into_iter()
         .map(|d| {
             json!({
