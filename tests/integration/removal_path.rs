@@ -78,7 +78,7 @@ async fn removes_a_participant_with_a_host_password_table() {
 }
 
 #[tokio::test]
-async fn the_token_is_reused_until_it_expires() {
+async fn the_token_and_the_connection_are_reused() {
     let gw = Setup::default().start().await;
     for i in 0..5 {
         let resp = gw
@@ -91,6 +91,9 @@ async fn the_token_is_reused_until_it_expires() {
     }
     assert_eq!(gw.sim.calls(Endpoint::ControlToken), 1);
     assert_eq!(gw.sim.calls(Endpoint::DeleteAttendees), 5);
+    // Eight sequential upstream calls (auth, details, token, five removals) share one pooled
+    // TLS connection.
+    assert_eq!(gw.sim.stats().connections, 1, "{}", gw.sim_summary());
     gw.stop().await;
 }
 
