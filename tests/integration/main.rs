@@ -4,3 +4,5 @@
 mod support;
 
 mod removal_path;
+mod secrets;
+mod token_lifecycle;

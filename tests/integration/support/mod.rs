@@ -23,6 +23,8 @@ use meetgate::app::{self, Running};
 use meetgate::config::{Config, Credentials};
 use meetgate::sim::{demo, Endpoint, SimConfig, SimHandle, Simulator};
 
+pub mod process;
+
 /// The example body of the upstream's documentation.
 pub const SEED_BODY: &str = r#"{"bulkDelAttendInfo":[{"number":"+991116003815","participantID":"ba9acb1e216d11eabc5165c2b91ad427"}]}"#;
 pub const DELETE_PATH: &str = "/v1/mmc/control/conferences/attendees/delete";
@@ -31,6 +33,8 @@ pub const DELETE_PATH: &str = "/v1/mmc/control/conferences/attendees/delete";
 #[derive(Clone)]
 pub enum Creds {
     AppId,
+    /// The demo App ID with another key (the simulator must be given the same key).
+    AppIdWithKey(String),
     Account,
     /// conference ID → host password.
     HostPassword(Vec<(String, String)>),
@@ -131,8 +135,12 @@ pub async fn write_config(
         p
     };
     let credentials = match creds {
-        Creds::AppId => {
-            let key = secret("app.key", demo::APP_KEY);
+        Creds::AppId | Creds::AppIdWithKey(_) => {
+            let value = match creds {
+                Creds::AppIdWithKey(k) => k.as_str(),
+                _ => demo::APP_KEY,
+            };
+            let key = secret("app.key", value);
             format!(
                 "kind = \"app_id\"\napp_id = \"{}\"\napp_key_file = \"{}\"\n",
                 demo::APP_ID,
