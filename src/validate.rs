@@ -562,3 +562,118 @@ mod tests {
         assert!(check_content_type(&HeaderMap::new()).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! For any accepted input, the canonical body parses back to the same value, and it
+    //! means the same JSON as what the caller sent.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn number() -> impl Strategy<Value = String> {
+        // Any non-control characters, 1 to 64 of them (including quotes, backslashes, and
+        // non-ASCII, which the serialiser must escape or keep correctly).
+        proptest::collection::vec(
+            any::<char>().prop_filter("no controls", |c| !c.is_control()),
+            1..=64,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    fn participant_id() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[A-Za-z0-9_-]{1,64}")
+    }
+
+    fn attendees() -> impl Strategy<Value = Vec<Attendee>> {
+        proptest::collection::vec(
+            (number(), participant_id()).prop_map(|(number, participant_id)| Attendee {
+                number,
+                participant_id,
+            }),
+            1..=50,
+        )
+        .prop_map(|mut v| {
+            let mut seen = HashSet::new();
+            v.retain(|a| seen.insert(a.clone()));
+            v
+        })
+    }
+
+    /// Renders a JSON string with some characters written as `\uXXXX` escapes.
+    fn render_str(s: &str, escape_mask: u64) -> String {
+        let mut out = String::from("\"");
+        for (i, c) in s.chars().enumerate() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if escape_mask >> (i % 64) & 1 == 1 => {
+                    let mut buf = [0u16; 2];
+                    for unit in c.encode_utf16(&mut buf) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// A caller's rendering: arbitrary whitespace, key order and escapes.
+    fn render(attendees: &[Attendee], ws: &str, swap: bool, mask: u64) -> String {
+        let items: Vec<String> = attendees
+            .iter()
+            .map(|a| {
+                let number = format!("\"number\"{ws}:{ws}{}", render_str(&a.number, mask));
+                let mut fields = vec![number];
+                if let Some(p) = &a.participant_id {
+                    fields.push(format!(
+                        "\"participantID\"{ws}:{ws}{}",
+                        render_str(p, mask.rotate_left(7))
+                    ));
+                }
+                if swap {
+                    fields.reverse();
+                }
+                format!("{{{ws}{}{ws}}}", fields.join(&format!(",{ws}")))
+            })
+            .collect();
+        format!(
+            "{ws}{{{ws}\"bulkDelAttendInfo\"{ws}:{ws}[{}]{ws}}}{ws}",
+            items.join(&format!("{ws},"))
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn accepted_input_round_trips_through_the_canonical_form(
+            attendees in attendees(),
+            ws in "[ \t\r\n]{0,3}",
+            swap in any::<bool>(),
+            mask in any::<u64>(),
+        ) {
+            let input = render(&attendees, &ws, swap, mask);
+            let parsed = parse_body(input.as_bytes(), 50).expect("a valid rendering is accepted");
+            prop_assert_eq!(&parsed.attendees, &attendees);
+            let canonical = parsed.to_json();
+            let reparsed = parse_body(&canonical, 50).expect("the canonical form is accepted");
+            prop_assert_eq!(&reparsed, &parsed);
+            prop_assert_eq!(reparsed.to_json(), canonical.clone());
+            // Same JSON meaning as the caller's bytes.
+            let theirs: serde_json::Value = serde_json::from_str(&input).expect("json");
+            let ours: serde_json::Value = serde_json::from_slice(&canonical).expect("json");
+            prop_assert_eq!(theirs, ours);
+        }
+
+        #[test]
+        fn whatever_bytes_are_accepted_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(parsed) = parse_body(&bytes, 50) {
+                let reparsed = parse_body(&parsed.to_json(), 50).expect("canonical accepted");
+                prop_assert_eq!(reparsed, parsed);
+            }
+        }
+    }
+}

@@ -3,6 +3,9 @@
 
 mod support;
 
+mod fuzz_corpus;
+mod rate_limits;
 mod removal_path;
 mod secrets;
 mod token_lifecycle;
+mod validation;
