@@ -70,6 +70,7 @@ pub async fn start(config: &Config, credentials: Credentials) -> Result<Running,
     let api_addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
+    tokio::spawn(prune_rate_limits(Arc::downgrade(&gateway)));
     let (stop, stopped) = watch::channel(false);
     let server = tokio::spawn(crate::server::serve(listener, gateway.clone(), stopped));
     tracing::info!(%api_addr, "meetgate listening");
@@ -79,4 +80,18 @@ pub async fn start(config: &Config, credentials: Credentials) -> Result<Running,
         stop,
         server,
     })
+}
+
+/// Drops refilled rate-limit keys every few seconds, so memory follows the active callers
+/// and conferences rather than every one ever seen.
+async fn prune_rate_limits(gateway: std::sync::Weak<Gateway>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        gateway.rate_limits().prune();
+    }
 }
