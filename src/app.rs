@@ -1,18 +1,24 @@
 //! Wiring: builds the pieces from a [`Config`] and runs them.
 //!
-//! [`start`] binds the listener (port 0 is fine: tests use it), builds the upstream client,
-//! the token service and the gateway, and returns a [`Running`] handle whose
-//! [`Running::shutdown`] stops accepting and drains in-flight requests.
+//! [`start`] binds the listeners (port 0 is fine: tests use it), builds the upstream client,
+//! the token service and the gateway, and starts the admin listener. The returned
+//! [`Running`] handle reloads configuration ([`Running::reload`]) and stops gracefully
+//! ([`Running::shutdown`]): readiness turns false, the listeners stop accepting, in-flight
+//! requests finish within `shutdown.drain_secs`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::{self, Health};
 use crate::config::{Config, ConfigError, Credentials};
 use crate::pipeline::Gateway;
+use crate::server::{self, Server};
 use crate::token::{TokenService, TokenSettings};
 use crate::upstream::Upstream;
 
@@ -21,9 +27,10 @@ use crate::upstream::Upstream;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
-        addr: SocketAddr,
+        key: &'static str,
+        addr: String,
         source: std::io::Error,
     },
 }
@@ -31,9 +38,14 @@ pub enum StartError {
 /// A running meetgate.
 pub struct Running {
     api_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    unix_path: Option<PathBuf>,
     gateway: Arc<Gateway>,
+    health: Arc<Health>,
+    drain: Duration,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    admin: JoinHandle<()>,
 }
 
 impl Running {
@@ -42,14 +54,44 @@ impl Running {
         self.api_addr
     }
 
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
     }
 
-    /// Stops accepting, lets in-flight requests finish, and returns when all are done.
-    pub async fn shutdown(self) {
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Applies a reloaded configuration. Returns the changed keys that only take effect
+    /// after a restart (listeners, upstream, audit, logging).
+    pub fn reload(
+        &self,
+        old: &Config,
+        new: &Config,
+        credentials: Credentials,
+    ) -> Vec<&'static str> {
+        self.gateway.reload(new, credentials);
+        restart_only_changes(old, new)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (at most `shutdown.drain_secs`), and
+    /// returns whether all of them did.
+    pub async fn shutdown(self) -> bool {
+        self.health.set_draining();
         let _ = self.stop.send(true);
-        let _ = self.server.await;
+        let drained = tokio::time::timeout(self.drain, self.server).await.is_ok();
+        if !drained {
+            tracing::warn!(drain = ?self.drain, "drain time over: closing the remaining connections");
+        }
+        self.admin.abort();
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
+        drained
     }
 }
 
@@ -61,31 +103,98 @@ pub async fn start(config: &Config, credentials: Credentials) -> Result<Running,
         credentials,
         TokenSettings::from(&config.token),
     );
-    let gateway = Arc::new(Gateway::new(config, upstream, tokens));
+    let gateway = Arc::new(Gateway::new(config, upstream.clone(), tokens.clone()));
+    gateway.metrics().add_source(Arc::new(tokens));
+    gateway.metrics().add_source(Arc::new(upstream));
 
-    let addr = config.listen.addr;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    let api_addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
-    tokio::spawn(prune_rate_limits(Arc::downgrade(&gateway)));
+    let tcp = bind_tcp("listen.addr", config.listen.addr).await?;
+    let api_addr = local_addr("listen.addr", &tcp)?;
+    let unix = match &config.listen.unix_path {
+        Some(path) => Some(server::bind_unix(path).map_err(|source| StartError::Bind {
+            key: "listen.unix_path",
+            addr: path.display().to_string(),
+            source,
+        })?),
+        None => None,
+    };
+    let admin_listener = bind_tcp("admin.addr", config.admin.addr).await?;
+    let admin_addr = local_addr("admin.addr", &admin_listener)?;
+
+    let health = Health::new(gateway.clone());
     let (stop, stopped) = watch::channel(false);
-    let server = tokio::spawn(crate::server::serve(listener, gateway.clone(), stopped));
-    tracing::info!(%api_addr, "meetgate listening");
+    let server = tokio::spawn(Server::new(gateway.clone(), &config.listen).serve(
+        tcp,
+        unix,
+        stopped.clone(),
+    ));
+    let admin = tokio::spawn(admin::serve(admin_listener, health.clone(), stopped));
+    tokio::spawn(health.clone().probe_upstream());
+    tokio::spawn(prune_rate_limits(Arc::downgrade(&gateway)));
+    health.set_started();
+    tracing::info!(%api_addr, %admin_addr, unix = ?config.listen.unix_path, "meetgate listening");
     Ok(Running {
         api_addr,
+        admin_addr,
+        unix_path: config.listen.unix_path.clone(),
         gateway,
+        health,
+        drain: config.shutdown.drain_secs,
         stop,
         server,
+        admin,
     })
+}
+
+async fn bind_tcp(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            key,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+fn local_addr(key: &'static str, l: &TcpListener) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind {
+        key,
+        addr: "?".into(),
+        source,
+    })
+}
+
+/// The sections a reload cannot change in a running process.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    fn differs<T: serde::Serialize>(a: &T, b: &T) -> bool {
+        toml::to_string(a).ok() != toml::to_string(b).ok()
+    }
+    // `token.invalid_token_errors` is reloaded; the rest of `[token]` is not.
+    let token = |c: &Config| crate::config::TokenConfig {
+        invalid_token_errors: Vec::new(),
+        ..c.token.clone()
+    };
+    let mut changed = Vec::new();
+    let sections = [
+        ("listen", differs(&old.listen, &new.listen)),
+        ("upstream", differs(&old.upstream, &new.upstream)),
+        ("audit", differs(&old.audit, &new.audit)),
+        ("admin", differs(&old.admin, &new.admin)),
+        ("log", differs(&old.log, &new.log)),
+        ("shutdown", differs(&old.shutdown, &new.shutdown)),
+        ("token", differs(&token(old), &token(new))),
+    ];
+    for (name, different) in sections {
+        if different {
+            changed.push(name);
+        }
+    }
+    changed
 }
 
 /// Drops refilled rate-limit keys every few seconds, so memory follows the active callers
 /// and conferences rather than every one ever seen.
 async fn prune_rate_limits(gateway: std::sync::Weak<Gateway>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

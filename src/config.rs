@@ -68,20 +68,107 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
 }
 
-/// `[listen]`: where callers reach meetgate.
+/// `[listen]`: where callers reach meetgate, and who may.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenConfig {
     pub addr: SocketAddr,
+    /// A non-loopback `addr` is refused unless this is set: meetgate is a sidecar.
+    pub allow_remote: bool,
+    /// When set, only peers in these networks are served (TCP).
+    pub allowed_cidrs: Vec<ipnet::IpNet>,
+    /// An additional Unix domain socket (mode 0660); its peers' uid, gid and pid are
+    /// recorded in the audit log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_path: Option<PathBuf>,
+    /// When set, only these uids may use the Unix socket.
+    pub allowed_uids: Vec<u32>,
+    /// Open connections; beyond this, new connections get a quick 503 and are closed.
+    pub max_connections: usize,
+    /// Requests being processed; beyond this, requests get a quick 503.
+    pub max_in_flight: usize,
+    /// From the first byte of a request to its complete header.
+    #[serde(with = "millis")]
+    pub header_read_timeout_ms: Duration,
+    /// A keep-alive connection without a request for this long is closed.
+    #[serde(with = "secs")]
+    pub idle_timeout_secs: Duration,
+    /// Largest request header block.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request.
+    pub max_headers: usize,
 }
 
 impl Default for ListenConfig {
     fn default() -> Self {
         ListenConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allow_remote: false,
+            allowed_cidrs: Vec::new(),
+            unix_path: None,
+            allowed_uids: Vec::new(),
+            max_connections: 1024,
+            max_in_flight: 256,
+            header_read_timeout_ms: Duration::from_secs(10),
+            idle_timeout_secs: Duration::from_secs(60),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
         }
+    }
+}
+
+impl ListenConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.addr.ip().is_loopback() && !self.allow_remote {
+            return Err(ConfigError::invalid(
+                "listen.addr",
+                format!(
+                    "{} is not a loopback address: meetgate is a sidecar and serves unauthenticated callers; set listen.allow_remote = true (and listen.allowed_cidrs) only if the network is trusted",
+                    self.addr
+                ),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "listen.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::invalid(
+                "listen.max_in_flight",
+                "must be at least 1",
+            ));
+        }
+        positive("listen.header_read_timeout_ms", self.header_read_timeout_ms)?;
+        positive("listen.idle_timeout_secs", self.idle_timeout_secs)?;
+        if self.max_header_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "listen.max_header_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if !(8..=1024).contains(&self.max_headers) {
+            return Err(ConfigError::invalid(
+                "listen.max_headers",
+                "must be between 8 and 1024",
+            ));
+        }
+        if let Some(p) = &self.unix_path {
+            if p.as_os_str().is_empty() {
+                return Err(ConfigError::invalid(
+                    "listen.unix_path",
+                    "must not be empty",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -110,6 +197,19 @@ pub struct UpstreamConfig {
     /// Responses larger than this are not relayed (the upstream's are tiny).
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// After this many consecutive connect or TLS failures, upstream calls fail at once
+    /// (503) for the cool-down, then one probe is let through. 0 disables the breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub circuit_breaker_failures: u32,
+    #[serde(default = "default_breaker_cooldown", with = "millis")]
+    pub circuit_breaker_cooldown_ms: Duration,
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_base_url() -> String {
@@ -332,6 +432,48 @@ impl Default for AdminConfig {
     }
 }
 
+/// `[log]`: logging. `RUST_LOG`, when set, overrides `level`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `warn,meetgate=debug`, ...
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[shutdown]`: the graceful stop on SIGTERM or SIGINT.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// How long in-flight requests may take to finish after a stop signal.
+    #[serde(with = "secs")]
+    pub drain_secs: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_secs: Duration::from_secs(30),
+        }
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -369,6 +511,9 @@ impl Config {
         if let Some(p) = self.upstream.ca_file.as_mut() {
             resolve(p)
         }
+        if let Some(p) = self.listen.unix_path.as_mut() {
+            resolve(p)
+        }
         match &mut self.credentials {
             CredentialsConfig::AppId { app_key_file, .. } => {
                 if let Some(p) = app_key_file.as_mut() {
@@ -389,6 +534,7 @@ impl Config {
 
     /// Checks what serde cannot: ranges, formats and combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen.validate()?;
         self.upstream.base()?;
         positive(
             "upstream.connect_timeout_ms",
@@ -398,6 +544,12 @@ impl Config {
             "upstream.request_timeout_ms",
             self.upstream.request_timeout_ms,
         )?;
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::invalid(
+                "log.level",
+                "is not a valid filter (e.g. \"info\" or \"warn,meetgate=debug\")",
+            ));
+        }
         if self.upstream.max_response_bytes == 0 {
             return Err(ConfigError::invalid(
                 "upstream.max_response_bytes",
@@ -716,14 +868,32 @@ fn secret_from(
     Ok(Secret::new(value))
 }
 
-/// Reads a secret file. The error names the file, never its content.
-fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| {
+/// Reads a secret file. It must not be readable by group or others: a secret others can
+/// read is no longer a secret. The error names the file and the fix, never the content.
+pub fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let unreadable = |e: std::io::Error| {
         ConfigError::invalid(
             key,
             format!("cannot read secret file {}: {e}", path.display()),
         )
-    })
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(unreadable)?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "secret file {} is readable by group or others (mode {mode:04o}): run `chmod 600 {}` (in Kubernetes, set defaultMode: 0400 on the secret volume)",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(unreadable)
 }
 
 /// The host password table: a TOML or JSON object of conference ID → password.
@@ -900,7 +1070,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("meetgate-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("rooms.toml");
-        std::fs::write(&file, "\"91408x\" = \"s3cret-canary\"\n").unwrap();
+        let write = |path: &Path, text: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(path, text).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        };
+        write(&file, "\"91408x\" = \"s3cret-canary\"\n");
         let cfg = CredentialsConfig::HostPassword {
             host_passwords_file: file.clone(),
         };
@@ -911,11 +1086,11 @@ mod tests {
             msg.contains("91408x") && !msg.contains("s3cret-canary"),
             "{msg}"
         );
-        std::fs::write(&file, "\"914083136\" = \"s3cret-canary\"\n").unwrap();
+        write(&file, "\"914083136\" = \"s3cret-canary\"\n");
         let creds = Credentials::load(&cfg, &HashMap::new()).unwrap();
         assert!(!format!("{creds:?}").contains("s3cret"));
         let json = dir.join("rooms.json");
-        std::fs::write(&json, "{\"914083136\": \"pw\", \"1\": 2}").unwrap();
+        write(&json, "{\"914083136\": \"pw\", \"1\": 2}");
         let msg = Credentials::load(
             &CredentialsConfig::HostPassword {
                 host_passwords_file: json,
@@ -925,6 +1100,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(msg.contains("line 1"), "{msg}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_secret_file_readable_by_others_is_refused_naming_file_and_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("meetgate-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("app.key");
+        std::fs::write(&key, "canary-app-key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let cfg = CredentialsConfig::AppId {
+            app_id: "a".into(),
+            app_key_file: Some(key.clone()),
+            user_id: None,
+            corp_id: None,
+        };
+        let msg = Credentials::load(&cfg, &HashMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("credentials.app_key_file") && msg.contains("chmod 600"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&key.display().to_string()) && !msg.contains("canary-app-key"),
+            "{msg}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(Credentials::load(&cfg, &HashMap::new()).is_ok());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -107,7 +107,7 @@ fn demo_config(
     let text = format!(
         "[listen]\naddr = \"{listen}\"\n\n[upstream]\nbase_url = \"{}\"\nca_file = \"{}\"\n\n\
          [credentials]\nkind = \"app_id\"\napp_id = \"{}\"\napp_key_file = \"{}\"\n\n\
-         [audit]\npath = \"{}\"\n",
+         [audit]\npath = \"{}\"\n\n[admin]\naddr = \"127.0.0.1:0\"\n",
         sim.base_url(),
         ca.display(),
         demo::APP_ID,

@@ -85,10 +85,23 @@ pub enum GatewayError {
     UpstreamTimeout(Duration),
     #[error("the connection to the upstream failed after the request was sent ({detail}); the removal may or may not have been applied: check the meeting before retrying")]
     OutcomeUnknown { detail: String },
+    #[error("the upstream failed {failures} connection attempts in a row; meetgate is not calling it for {retry_after_secs} s (circuit breaker); nothing was forwarded")]
+    UpstreamUnavailable {
+        failures: u32,
+        retry_after_secs: u64,
+    },
     #[error("the upstream sent an unusable response ({detail})")]
     BadUpstreamResponse { detail: String },
 
     // --- ours ---
+    #[error(
+        "meetgate is at its limit of requests in progress (listen.max_in_flight): retry shortly"
+    )]
+    Overloaded,
+    #[error("request refused: ambiguous message framing ({0}); send one Content-Length or chunked encoding, not both")]
+    AmbiguousFraming(&'static str),
+    #[error("the audit log cannot record this removal durably ({0}); nothing was forwarded: retry later")]
+    AuditUnavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -118,6 +131,10 @@ impl GatewayError {
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             OutcomeUnknown { .. } => StatusCode::BAD_GATEWAY,
             BadUpstreamResponse { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            AmbiguousFraming(_) => StatusCode::BAD_REQUEST,
+            AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -148,6 +165,10 @@ impl GatewayError {
             UpstreamTimeout(_) => "MEETGATE.UPSTREAM_TIMEOUT",
             OutcomeUnknown { .. } => "MEETGATE.OUTCOME_UNKNOWN",
             BadUpstreamResponse { .. } => "MEETGATE.BAD_UPSTREAM_RESPONSE",
+            UpstreamUnavailable { .. } => "MEETGATE.UPSTREAM_UNAVAILABLE",
+            Overloaded => "MEETGATE.OVERLOADED",
+            AmbiguousFraming(_) => "MEETGATE.BAD_REQUEST",
+            AuditUnavailable(_) => "MEETGATE.AUDIT_UNAVAILABLE",
             Internal(_) => "MEETGATE.INTERNAL",
         }
     }
@@ -159,6 +180,10 @@ impl GatewayError {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             GatewayError::RateLimited(denied) => Some(denied.retry_after_secs),
+            GatewayError::UpstreamUnavailable {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            GatewayError::Overloaded | GatewayError::AuditUnavailable(_) => Some(1),
             _ => None,
         }
     }
@@ -176,6 +201,11 @@ impl GatewayError {
         if matches!(self, GatewayError::MethodNotAllowed) {
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        if matches!(self, GatewayError::AmbiguousFraming(_)) {
+            // Whatever follows on this connection cannot be trusted to be framed right.
+            resp.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

@@ -36,10 +36,13 @@
 //!   run against, an independent implementation of the server side.
 //! * [`demo`]: the quick start: simulator and gateway together on loopback.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod framing;
+pub mod metrics;
 pub mod pipeline;
 pub mod rand;
 pub mod ratelimit;

@@ -2,13 +2,14 @@
 //! Start-up errors are printed once with their cause; the exit code is 64 for bad usage or
 //! configuration and 1 for anything else.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use meetgate::app::{self, StartError};
-use meetgate::config::{Config, ConfigError, Credentials, ProcessEnv};
+use meetgate::config::{Config, ConfigError, Credentials, LogConfig, LogFormat, ProcessEnv};
 
 #[derive(Parser)]
 #[command(
@@ -23,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway.
+    /// Run the gateway. SIGTERM/SIGINT drain and stop it; SIGHUP reloads the config file.
     Serve {
         /// The configuration file (TOML).
         #[arg(
@@ -35,17 +36,26 @@ enum Command {
         config: PathBuf,
     },
     /// Validate a configuration file and its secrets, print the effective configuration
-    /// (secrets redacted), and exit non-zero on any error.
+    /// (secrets are never printed), and exit non-zero on any error.
     CheckConfig {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+        /// Check everything but the secret files (for build pipelines without secrets).
+        #[arg(long)]
+        no_secrets: bool,
+    },
+    /// Exit 0 when the gateway at ADMIN is ready (for container probes without a shell).
+    Healthcheck {
+        /// The admin listener (`admin.addr`).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
     },
     /// Quick start: run the bundled upstream simulator and the gateway together on loopback,
     /// remove a participant once, and print a curl line to remove one yourself.
     Demo {
         /// Where the gateway listens (a free port is used if this one is taken).
         #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
+        listen: SocketAddr,
         /// Exit after the example removal instead of waiting for Ctrl-C.
         #[arg(long)]
         once: bool,
@@ -59,40 +69,35 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
-        Command::CheckConfig { config } => check_config(&config),
+        Command::CheckConfig { config, no_secrets } => check_config(&config, no_secrets),
+        Command::Healthcheck { admin } => healthcheck(admin),
         Command::Demo { listen, once } => demo(listen, once),
     }
 }
 
-fn init_logging(default: &str) {
+/// Logs to stderr as `[log]` says; `RUST_LOG`, when set, overrides `log.level`.
+fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
-fn load(path: &std::path::Path) -> Result<(Config, Credentials), ConfigError> {
+fn load(path: &Path) -> Result<(Config, Credentials), ConfigError> {
     let config = Config::load(path)?;
     let credentials = Credentials::load(&config.credentials, &ProcessEnv)?;
     Ok((config, credentials))
-}
-
-fn check_config(path: &std::path::Path) -> ExitCode {
-    match load(path) {
-        Ok((config, credentials)) => {
-            println!("# {}: OK", path.display());
-            println!("# credentials: {}", credentials.describe());
-            print!("{}", config.to_toml());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("meetgate: {e}");
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -105,8 +110,51 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-fn demo(listen: std::net::SocketAddr, once: bool) -> ExitCode {
-    init_logging("warn");
+fn check_config(path: &Path, no_secrets: bool) -> ExitCode {
+    let checked = if no_secrets {
+        Config::load(path).map(|c| (c, None))
+    } else {
+        load(path).map(|(c, creds)| (c, Some(creds)))
+    };
+    match checked {
+        Ok((config, credentials)) => {
+            println!("# {}: OK", path.display());
+            match credentials {
+                Some(c) => println!("# credentials: {}", c.describe()),
+                None => println!("# secret files not checked (--no-secrets)"),
+            }
+            print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("meetgate: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn healthcheck(admin: SocketAddr) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    match runtime.block_on(meetgate::admin::healthcheck(admin)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("meetgate healthcheck: {why}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo(listen: SocketAddr, once: bool) -> ExitCode {
+    init_logging(&LogConfig {
+        format: LogFormat::Pretty,
+        level: "warn".into(),
+    });
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
@@ -121,7 +169,6 @@ fn demo(listen: std::net::SocketAddr, once: bool) -> ExitCode {
 }
 
 fn serve(path: PathBuf) -> ExitCode {
-    init_logging("info");
     let (config, credentials) = match load(&path) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -129,20 +176,16 @@ fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    init_logging(&config.log);
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("meetgate: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let running = match app::start(&config, credentials).await {
             Ok(r) => r,
             Err(e) => {
+                tracing::error!(error = %e, "cannot start");
                 eprintln!("meetgate: {e}");
                 return match e {
                     StartError::Config(_) => ExitCode::from(EXIT_USAGE),
@@ -150,25 +193,72 @@ fn serve(path: PathBuf) -> ExitCode {
                 };
             }
         };
-        wait_for_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        running.shutdown().await;
+        let mut current = config;
+        let mut signals = match Signals::new() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("meetgate: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        loop {
+            match signals.next().await {
+                Signal::Reload => current = reload(&path, &running, current),
+                Signal::Stop => break,
+            }
+        }
+        tracing::info!("stop signal: draining in-flight requests");
+        let drained = running.shutdown().await;
+        tracing::info!(drained, "stopped");
         ExitCode::SUCCESS
     })
 }
 
-/// SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// Re-reads the config file. A bad file is refused and the running config stays.
+fn reload(path: &Path, running: &app::Running, current: Config) -> Config {
+    match load(path) {
+        Ok((new, credentials)) => {
+            let restart = running.reload(&current, &new, credentials);
+            if restart.is_empty() {
+                tracing::info!("configuration reloaded");
+            } else {
+                tracing::warn!(sections = ?restart, "configuration reloaded; changes to these sections take effect only after a restart");
             }
+            new
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+        Err(e) => {
+            tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
+            current
+        }
+    }
+}
+
+enum Signal {
+    Reload,
+    Stop,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
 }

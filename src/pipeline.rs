@@ -5,7 +5,10 @@
 //! [`Gateway::remove`]; each returns early with a [`GatewayError`] that becomes the response.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -13,8 +16,9 @@ use hyper::body::Body;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 
-use crate::config::{Config, ErrorMatch, LimitsConfig};
+use crate::config::{Config, Credentials, ErrorMatch, LimitsConfig};
 use crate::error::{set_rate_limit_headers, GatewayError};
+use crate::metrics::{LimitLabels, Metrics, RequestLabels};
 use crate::ratelimit::{self, RateLimitHeaders, RateLimits};
 use crate::route::{self, ConferenceId};
 use crate::token::{ControlToken, TokenService};
@@ -26,19 +30,40 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The upstream's request ID, relayed for support cases.
 pub const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
-/// Who sent a request, as far as meetgate can tell.
+/// Who is at the other end of a connection, as the operating system tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerId {
+    Tcp(SocketAddr),
+    /// A Unix-socket peer's credentials (`SO_PEERCRED`).
+    Unix {
+        uid: u32,
+        gid: u32,
+        pid: Option<i32>,
+    },
+}
+
+/// What the connection knows about a request's sender.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    pub addr: Option<SocketAddr>,
+    pub id: PeerId,
+    /// Set when the connection's byte stream showed ambiguous framing (see `framing`).
+    pub ambiguous_framing: Option<&'static str>,
 }
 
 impl Peer {
+    pub fn tcp(addr: SocketAddr) -> Peer {
+        Peer {
+            id: PeerId::Tcp(addr),
+            ambiguous_framing: None,
+        }
+    }
+
     /// The key `per_caller` limits use when the caller does not name itself: its address
-    /// without the port (which changes with every connection).
+    /// without the port (which changes with every connection), or its uid.
     fn rate_key(&self) -> String {
-        match self.addr {
-            Some(a) => a.ip().to_string(),
-            None => "local".into(),
+        match &self.id {
+            PeerId::Tcp(a) => a.ip().to_string(),
+            PeerId::Unix { uid, .. } => format!("uid:{uid}"),
         }
     }
 }
@@ -72,12 +97,32 @@ const UPSTREAM_THROTTLE_RETRY_AFTER: &str = "3";
 
 /// Everything the pipeline needs. One per process, shared by all connections.
 pub struct Gateway {
-    limits: LimitsConfig,
-    invalid_token_errors: Vec<ErrorMatch>,
-    caller_header: HeaderName,
+    /// The settings a configuration reload replaces.
+    settings: RwLock<Arc<Settings>>,
     rate_limits: RateLimits,
     upstream: Upstream,
     tokens: TokenService,
+    in_flight: Semaphore,
+    metrics: Arc<Metrics>,
+}
+
+/// The request path's reloadable settings.
+struct Settings {
+    limits: LimitsConfig,
+    invalid_token_errors: Vec<ErrorMatch>,
+    caller_header: HeaderName,
+}
+
+impl Settings {
+    fn from_config(config: &Config) -> Settings {
+        Settings {
+            limits: config.limits.clone(),
+            invalid_token_errors: config.token.invalid_token_errors.clone(),
+            // Validated at start-up; the fallback is never used.
+            caller_header: HeaderName::from_bytes(config.rate_limit.caller_header.as_bytes())
+                .unwrap_or(HeaderName::from_static("x-caller-id")),
+        }
+    }
 }
 
 /// What happened to one request, for the request log line and the response headers.
@@ -85,20 +130,51 @@ struct Outcome {
     conference: Option<ConferenceId>,
     attempts: u8,
     rate_limit: RateLimitHeaders,
+    /// Time spent in upstream removal calls.
+    upstream: Duration,
 }
 
 impl Gateway {
     pub fn new(config: &Config, upstream: Upstream, tokens: TokenService) -> Gateway {
         Gateway {
-            limits: config.limits.clone(),
-            invalid_token_errors: config.token.invalid_token_errors.clone(),
-            // Validated at start-up; the fallback is never used.
-            caller_header: HeaderName::from_bytes(config.rate_limit.caller_header.as_bytes())
-                .unwrap_or(HeaderName::from_static("x-caller-id")),
+            settings: RwLock::new(Arc::new(Settings::from_config(config))),
             rate_limits: RateLimits::new(&config.rate_limit),
+            in_flight: Semaphore::new(config.listen.max_in_flight),
+            metrics: Arc::new(Metrics::new()),
             upstream,
             tokens,
         }
+    }
+
+    fn settings(&self) -> Arc<Settings> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies a reloaded configuration to new requests: limits, rate limits, the
+    /// invalid-token answers, and the credentials (with their host passwords). Requests in
+    /// flight finish with the settings they started with.
+    pub fn reload(&self, config: &Config, credentials: Credentials) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Settings::from_config(config));
+        self.rate_limits
+            .reconfigure(&config.rate_limit, governor::clock::DefaultClock::default());
+        self.tokens.set_credentials(credentials);
+    }
+
+    /// Whether the audit log can take records.
+    pub fn audit_healthy(&self) -> bool {
+        true
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
     }
 
     pub fn tokens(&self) -> &TokenService {
@@ -122,10 +198,28 @@ impl Gateway {
             conference: None,
             attempts: 0,
             rate_limit: RateLimitHeaders::default(),
+            upstream: Duration::ZERO,
         };
-        let mut resp = match self.remove(req, peer, &mut outcome).await {
+        // Excess requests get a quick 503 rather than queueing without bound.
+        let permit = self.in_flight.try_acquire();
+        self.metrics.in_flight.inc();
+        let result = match permit {
+            Ok(_) => self.remove(req, peer, &mut outcome).await,
+            Err(_) => Err(GatewayError::Overloaded),
+        };
+        self.metrics.in_flight.dec();
+        let label = outcome_label(&result);
+        let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
+                if let GatewayError::RateLimited(denied) = &e {
+                    for limit in &denied.limits {
+                        self.metrics
+                            .rate_limited
+                            .get_or_create(&LimitLabels { limit })
+                            .inc();
+                    }
+                }
                 tracing::debug!(request_id, error = %e, "refused");
                 e.to_response()
             }
@@ -134,14 +228,31 @@ impl Gateway {
             resp.headers_mut().insert(REQUEST_ID, v);
         }
         set_rate_limit_headers(resp.headers_mut(), &outcome.rate_limit);
+        let elapsed = started.elapsed();
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                outcome: label,
+                status: resp.status().as_u16(),
+            })
+            .inc();
+        self.metrics.request_seconds.observe(elapsed.as_secs_f64());
+        if outcome.attempts > 0 {
+            self.metrics
+                .upstream_seconds
+                .observe(outcome.upstream.as_secs_f64());
+            self.metrics
+                .added_seconds
+                .observe(elapsed.saturating_sub(outcome.upstream).as_secs_f64());
+        }
         tracing::info!(
             request_id,
-            peer = ?peer.addr,
+            peer = %peer.id,
             %method,
             conference = outcome.conference.as_ref().map(|c| c.as_str()).unwrap_or("-"),
             status = resp.status().as_u16(),
             attempts = outcome.attempts,
-            latency_ms = started.elapsed().as_secs_f64() * 1e3,
+            latency_ms = elapsed.as_secs_f64() * 1e3,
             "request"
         );
         resp
@@ -160,13 +271,15 @@ impl Gateway {
     {
         // 1. Route: the cheapest check, first, so that nothing meetgate does not serve
         //    touches anything else (no body read, no token, no upstream).
+        route::check_message(req.headers(), peer.ambiguous_framing)?;
         let conference = route::route(req.method(), req.uri())?;
         outcome.conference = Some(conference.clone());
 
         // 2. Read and validate: before any budget, token or upstream work is spent on the
         //    request, so invalid requests cost nothing.
-        let declared = declared_caller(req.headers(), &self.caller_header)?;
-        let body = self.read_valid_body(req).await?;
+        let settings = self.settings();
+        let declared = declared_caller(req.headers(), &settings.caller_header)?;
+        let body = read_valid_body(req, &settings.limits).await?;
 
         // 3. Rate limit: before the token stage, so a refused request causes no upstream call.
         let caller_key = declared.clone().unwrap_or_else(|| peer.rate_key());
@@ -180,42 +293,26 @@ impl Gateway {
             .map_err(GatewayError::RateLimited)?;
 
         // 4. Token: the control token for this conference, cached or fetched (single-flight).
+        let waited = Instant::now();
         let token = self.control_token(&conference).await?;
+        self.metrics
+            .token_wait_seconds
+            .observe(waited.elapsed().as_secs_f64());
 
         // 5. Forward, and recover once if the upstream says the token is invalid: the
         //    removal cannot have happened then, so a retry cannot remove anyone twice.
         outcome.attempts = 1;
-        let mut answer = self.forward(&conference, &token, &body).await?;
-        if self.is_invalid_token(&answer) {
+        let mut answer = self.forward(&conference, &token, &body, outcome).await?;
+        if is_invalid_token(&answer, &settings.invalid_token_errors) {
             tracing::info!(conference = %conference, "upstream refused the control token; refreshing and retrying once");
             self.tokens.invalidate(&conference, &token);
             let fresh = self.control_token(&conference).await?;
             outcome.attempts = 2;
-            answer = self.forward(&conference, &fresh, &body).await?;
+            answer = self.forward(&conference, &fresh, &body, outcome).await?;
         }
 
         // 6. Respond with the upstream's answer.
         Ok(relay(answer))
-    }
-
-    async fn read_valid_body<B>(&self, req: Request<B>) -> Result<DeleteBody, GatewayError>
-    where
-        B: Body,
-        B::Error: std::error::Error + Send + Sync + 'static,
-    {
-        validate::check_content_type(req.headers())?;
-        let (parts, body) = req.into_parts();
-        let bytes = validate::read_body(
-            &parts.headers,
-            body,
-            self.limits.max_body_bytes,
-            self.limits.body_timeout_ms,
-        )
-        .await?;
-        Ok(validate::parse_body(
-            &bytes,
-            self.limits.max_attendees_per_request,
-        )?)
     }
 
     async fn control_token(&self, conference: &ConferenceId) -> Result<ControlToken, GatewayError> {
@@ -232,6 +329,7 @@ impl Gateway {
         conference: &ConferenceId,
         token: &ControlToken,
         body: &DeleteBody,
+        outcome: &mut Outcome,
     ) -> Result<Answer, GatewayError> {
         let token = token.header_value().ok_or_else(|| {
             GatewayError::Internal("control token is not a valid header value".into())
@@ -245,19 +343,58 @@ impl Gateway {
             ],
             body: Some(body.to_json()),
         };
-        Ok(self.upstream.send(out).await?)
+        let sent = Instant::now();
+        let result = self.upstream.send(out).await;
+        outcome.upstream += sent.elapsed();
+        Ok(result?)
     }
+}
 
-    fn is_invalid_token(&self, answer: &Answer) -> bool {
-        if answer.status.is_success() {
-            return false;
-        }
-        let Some((code, _)) = answer.error() else {
-            return false;
-        };
-        self.invalid_token_errors
-            .iter()
-            .any(|m| m.status == answer.status.as_u16() && m.error_code == code)
+/// Stage 2: content type, bounded read, strict schema.
+async fn read_valid_body<B>(
+    req: Request<B>,
+    limits: &LimitsConfig,
+) -> Result<DeleteBody, GatewayError>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    validate::check_content_type(req.headers())?;
+    let (parts, body) = req.into_parts();
+    let bytes = validate::read_body(
+        &parts.headers,
+        body,
+        limits.max_body_bytes,
+        limits.body_timeout_ms,
+    )
+    .await?;
+    Ok(validate::parse_body(
+        &bytes,
+        limits.max_attendees_per_request,
+    )?)
+}
+
+/// Does `answer` mean "control token invalid" (`token.invalid_token_errors`)?
+fn is_invalid_token(answer: &Answer, errors: &[ErrorMatch]) -> bool {
+    if answer.status.is_success() {
+        return false;
+    }
+    let Some((code, _)) = answer.error() else {
+        return false;
+    };
+    errors
+        .iter()
+        .any(|m| m.status == answer.status.as_u16() && m.error_code == code)
+}
+
+/// The `outcome` label of `meetgate_requests_total`.
+fn outcome_label(result: &Result<Response<Full<Bytes>>, GatewayError>) -> &'static str {
+    match result {
+        Ok(resp) if resp.status().is_success() => "removed",
+        Ok(_) => "upstream_error",
+        Err(GatewayError::OutcomeUnknown { .. } | GatewayError::UpstreamTimeout(_)) => "unknown",
+        Err(e) if e.status().is_client_error() => "refused",
+        Err(_) => "failed",
     }
 }
 

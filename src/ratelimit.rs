@@ -67,7 +67,7 @@ pub struct Keys<'a> {
 /// The configured limits.
 pub struct RateLimits<C: Clock = DefaultClock> {
     limits: Mutex<Vec<Limit<C>>>,
-    max_keys: usize,
+    max_keys: std::sync::atomic::AtomicUsize,
 }
 
 struct Limit<C: Clock> {
@@ -111,8 +111,19 @@ impl<C: Clock + Clone> RateLimits<C> {
         }
         RateLimits {
             limits: Mutex::new(limits),
-            max_keys: config.max_tracked_keys,
+            max_keys: std::sync::atomic::AtomicUsize::new(config.max_tracked_keys),
         }
+    }
+
+    /// Replaces the limits (configuration reload). Buckets start full again.
+    pub fn reconfigure(&self, config: &RateLimitConfig, clock: C) {
+        let fresh = Self::with_clock(config, clock);
+        let limits = fresh.limits.into_inner().unwrap_or_else(|p| p.into_inner());
+        *self.lock() = limits;
+        self.max_keys.store(
+            config.max_tracked_keys,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Whether any limit is configured.
@@ -134,8 +145,9 @@ impl<C: Clock + Clone> RateLimits<C> {
         let Some(n) = NonZeroU32::new(cost) else {
             return Ok(RateLimitHeaders::default());
         };
+        let max_keys = self.max_keys.load(std::sync::atomic::Ordering::Relaxed);
         for limit in limits.iter_mut() {
-            if limit.store.len() >= self.max_keys {
+            if limit.store.len() >= max_keys {
                 limit.prune();
             }
         }
@@ -146,7 +158,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         let mut too_large = None;
         for limit in limits.iter() {
             let key = limit.key(keys);
-            if limit.store.len() >= self.max_keys && !limit.store.contains(&key) {
+            if limit.store.len() >= max_keys && !limit.store.contains(&key) {
                 // Bounded memory beats admitting yet another distinct key.
                 refused.push(limit.name);
                 wait = wait.max(limit.emission);

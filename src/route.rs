@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use hyper::{Method, Uri};
+use hyper::{HeaderMap, Method, Uri};
 
 use crate::error::GatewayError;
 
@@ -35,6 +35,30 @@ impl fmt::Display for ConferenceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Refuses messages that are not plain request/response exchanges: ambiguous framing seen on
+/// the wire (a smuggling attempt) and protocol upgrades. Neither ever reaches the upstream.
+pub fn check_message(
+    headers: &HeaderMap,
+    ambiguous_framing: Option<&'static str>,
+) -> Result<(), GatewayError> {
+    if let Some(why) = ambiguous_framing {
+        return Err(GatewayError::AmbiguousFraming(why));
+    }
+    let upgrade = headers.contains_key(hyper::header::UPGRADE)
+        || headers
+            .get_all(hyper::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if upgrade {
+        return Err(GatewayError::BadRequest(
+            "protocol upgrades are not supported: meetgate serves plain HTTP/1.1 requests".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Decides whether `method` + `uri` is a removal request and, if so, for which conference.

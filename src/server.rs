@@ -1,69 +1,507 @@
-//! Accepting callers: the listener's accept loop and HTTP/1.1 connections (hyper).
+//! Accepting callers: listeners, connection limits and timeouts, and HTTP/1.1 (hyper).
 //!
-//! Each accepted connection is served by hyper on its own task; each request goes to
-//! [`Gateway::handle`], which never fails. On shutdown the loop stops accepting, asks every
-//! connection to finish its in-flight request and close, and waits for them (the caller of
-//! [`serve`] bounds that wait).
+//! A sidecar's listener lets in only who belongs and never lets one caller starve others:
+//! * TCP peers outside `listen.allowed_cidrs` and Unix-socket peers whose uid is not in
+//!   `listen.allowed_uids` get a 403 and are disconnected;
+//! * beyond `listen.max_connections` open connections a new one gets a quick 503 and is
+//!   closed (not left hanging in the backlog);
+//! * each connection has two clocks: from the first byte of a request to its complete
+//!   header (`listen.header_read_timeout_ms`, against slow-header clients) and between
+//!   requests (`listen.idle_timeout_secs`). hyper's own header timer also runs while a
+//!   keep-alive connection is idle, which would make the two one, so meetgate keeps them in
+//!   a small [`Guard`] around the socket instead;
+//! * the guard also feeds every byte to the [`framing`](crate::framing) inspector, so
+//!   requests with ambiguous framing (smuggling attempts) are refused;
+//! * header size and count are bounded by hyper (`listen.max_header_bytes`,
+//!   `listen.max_headers`).
+//!
+//! On shutdown the loops stop accepting, every connection finishes its in-flight request and
+//! closes, and [`Server::serve`] returns when the last one is gone.
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Duration;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
-use crate::pipeline::{Gateway, Peer};
+use crate::config::ListenConfig;
+use crate::framing::{Inspector, Verdict};
+use crate::pipeline::{Gateway, Peer, PeerId};
 
-/// Serves `listener` until `shutdown` turns true, then drains open connections.
-pub async fn serve(
-    listener: TcpListener,
+/// The connection settings, from `[listen]`.
+#[derive(Clone)]
+pub struct Settings {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub allowed_cidrs: Vec<IpNet>,
+    pub allowed_uids: Vec<u32>,
+}
+
+impl From<&ListenConfig> for Settings {
+    fn from(c: &ListenConfig) -> Self {
+        Settings {
+            header_read_timeout: c.header_read_timeout_ms,
+            idle_timeout: c.idle_timeout_secs,
+            max_header_bytes: c.max_header_bytes,
+            max_headers: c.max_headers,
+            allowed_cidrs: c.allowed_cidrs.clone(),
+            allowed_uids: c.allowed_uids.clone(),
+        }
+    }
+}
+
+/// Serves the gateway on its listeners.
+pub struct Server {
     gateway: Arc<Gateway>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .keep_alive(true);
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+    settings: Settings,
+    /// One permit per open connection.
+    connections: Arc<Semaphore>,
+    /// Bounds the tasks that turn away excess connections.
+    turn_away: Arc<Semaphore>,
+}
+
+impl Server {
+    pub fn new(gateway: Arc<Gateway>, config: &ListenConfig) -> Server {
+        Server {
+            gateway,
+            settings: Settings::from(config),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            turn_away: Arc::new(Semaphore::new(64)),
+        }
+    }
+
+    /// Serves `tcp` (and `unix`) until `shutdown` turns true, then drains.
+    pub async fn serve(
+        self,
+        tcp: TcpListener,
+        unix: Option<UnixListener>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let server = Arc::new(self);
+        // Every connection task holds a clone of `alive`; `drained` ends when all are gone.
+        let (alive, mut drained) = mpsc::channel::<()>(1);
+        let tcp_loop = tokio::spawn(server.clone().accept_tcp(
+            tcp,
+            shutdown.clone(),
+            alive.clone(),
+        ));
+        let unix_loop = unix.map(|u| {
+            tokio::spawn(
+                server
+                    .clone()
+                    .accept_unix(u, shutdown.clone(), alive.clone()),
+            )
+        });
+        drop(alive);
+        let _ = tcp_loop.await;
+        if let Some(u) = unix_loop {
+            let _ = u.await;
+        }
+        let _ = drained.recv().await;
+    }
+
+    async fn accept_tcp(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+        alive: mpsc::Sender<()>,
+    ) {
+        loop {
+            let (stream, addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => { accept_failed(e).await; continue; }
+                },
+                () = stopped(&mut shutdown) => return,
+            };
+            let _ = stream.set_nodelay(true);
+            if !self.settings.allowed_cidrs.is_empty()
+                && !self
+                    .settings
+                    .allowed_cidrs
+                    .iter()
+                    .any(|net| net.contains(&addr.ip()))
+            {
+                tracing::warn!(peer = %addr, "connection from outside listen.allowed_cidrs refused");
+                self.turn_away(stream, Refusal::Forbidden);
+                continue;
+            }
+            self.clone()
+                .admit(stream, PeerId::Tcp(addr), shutdown.clone(), alive.clone());
+        }
+    }
+
+    async fn accept_unix(
+        self: Arc<Self>,
+        listener: UnixListener,
+        mut shutdown: watch::Receiver<bool>,
+        alive: mpsc::Sender<()>,
+    ) {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => { accept_failed(e).await; continue; }
+                },
+                () = stopped(&mut shutdown) => return,
+            };
+            let peer = match stream.peer_cred() {
+                Ok(c) => PeerId::Unix {
+                    uid: c.uid(),
+                    gid: c.gid(),
+                    pid: c.pid(),
+                },
                 Err(e) => {
-                    // Running out of file descriptors must not spin the loop at full speed.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tracing::warn!(error = %e, "cannot read Unix socket peer credentials; refused");
                     continue;
                 }
-            },
-            () = stopped(&mut shutdown) => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let peer = Peer { addr: Some(addr) };
-        let service = service_fn(move |req| {
-            let gateway = gateway.clone();
-            let peer = peer.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(req, &peer).await) }
-        });
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+            };
+            if let PeerId::Unix { uid, .. } = peer {
+                if !self.settings.allowed_uids.is_empty()
+                    && !self.settings.allowed_uids.contains(&uid)
+                {
+                    tracing::warn!(uid, "Unix socket peer not in listen.allowed_uids refused");
+                    self.turn_away(stream, Refusal::Forbidden);
+                    continue;
+                }
             }
+            self.clone()
+                .admit(stream, peer, shutdown.clone(), alive.clone());
+        }
+    }
+
+    /// Starts serving a connection, or turns it away if too many are open.
+    fn admit<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: PeerId,
+        shutdown: watch::Receiver<bool>,
+        alive: mpsc::Sender<()>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Ok(permit) = self.connections.clone().try_acquire_owned() else {
+            tracing::warn!(
+                ?peer,
+                "listen.max_connections reached: connection turned away"
+            );
+            self.gateway.metrics().connections_refused.inc();
+            self.turn_away(stream, Refusal::TooManyConnections);
+            return;
+        };
+        tokio::spawn(async move {
+            self.serve_connection(stream, peer, shutdown).await;
+            drop(permit);
+            drop(alive);
         });
     }
-    drop(listener);
-    graceful.shutdown().await;
+
+    async fn serve_connection<S>(
+        &self,
+        stream: S,
+        peer: PeerId,
+        mut shutdown: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = Arc::new(ConnState::new(self.settings.max_header_bytes));
+        let io = Guard {
+            io: stream,
+            state: state.clone(),
+        };
+        let gateway = self.gateway.clone();
+        let svc_state = state.clone();
+        let svc_peer = peer.clone();
+        let service = service_fn(move |req| {
+            let gateway = gateway.clone();
+            let state = svc_state.clone();
+            let peer = Peer {
+                id: svc_peer.clone(),
+                ambiguous_framing: state.framing(),
+            };
+            async move {
+                state.enter(Phase::Active);
+                let resp = gateway.handle(req, &peer).await;
+                state.enter(Phase::Idle);
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            // Our own clocks (see the module header) replace hyper's header timer.
+            .header_read_timeout(None)
+            .keep_alive(true)
+            .max_headers(self.settings.max_headers)
+            .max_buf_size(self.settings.max_header_bytes.max(8192) * 2);
+        let conn = http.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let mut draining = false;
+        loop {
+            let deadline = state.deadline(&self.settings);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(?peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = sleep_until(deadline) => {
+                    if state.expired(&self.settings) {
+                        tracing::debug!(?peer, phase = ?state.phase(), "connection timed out; closing");
+                        return;
+                    }
+                }
+                () = state.changed.notified() => {}
+                () = stopped(&mut shutdown), if !draining => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+            }
+        }
+    }
+
+    /// Answers a connection that is not served with a short canned response, then closes it.
+    fn turn_away<S>(&self, mut stream: S, why: Refusal)
+    where
+        S: AsyncWrite + Unpin + Send + 'static,
+    {
+        let Ok(permit) = self.turn_away.clone().try_acquire_owned() else {
+            return; // Dropping the stream closes it.
+        };
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let _ = stream.write_all(why.response().as_bytes()).await;
+                let _ = stream.shutdown().await;
+            })
+            .await;
+            drop(permit);
+        });
+    }
+}
+
+async fn accept_failed(e: io::Error) {
+    // Out of file descriptors, say: back off briefly instead of spinning.
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped here, before the caller's next await.
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Why a connection is turned away before HTTP is spoken.
+enum Refusal {
+    TooManyConnections,
+    Forbidden,
+}
+
+impl Refusal {
+    fn response(&self) -> String {
+        let (status, code, msg, extra) = match self {
+            Refusal::TooManyConnections => (
+                "503 Service Unavailable",
+                "MEETGATE.OVERLOADED",
+                "too many open connections (listen.max_connections): retry shortly",
+                "Retry-After: 1\r\n",
+            ),
+            Refusal::Forbidden => (
+                "403 Forbidden",
+                "MEETGATE.FORBIDDEN",
+                "this peer may not use meetgate (listen.allowed_cidrs / listen.allowed_uids)",
+                "",
+            ),
+        };
+        let body = format!("{{\"error_code\":\"{code}\",\"error_msg\":\"{msg}\"}}");
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n{extra}X-Request-Id: {}\r\n\r\n{body}",
+            body.len(),
+            crate::rand::request_id()
+        )
+    }
+}
+
+/// Where a connection is in its request cycle, for the two clocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    /// Between requests.
+    Idle = 0,
+    /// Bytes of a request arrived; its header is not complete yet.
+    Head = 1,
+    /// A request is being handled (body reads have their own timeout).
+    Active = 2,
+}
+
+/// State shared by a connection's guard, its service and its task.
+struct ConnState {
+    phase: AtomicU8,
+    since: Mutex<Instant>,
+    changed: Notify,
+    inspector: Mutex<Inspector>,
+}
+
+impl ConnState {
+    fn new(max_head: usize) -> Self {
+        ConnState {
+            phase: AtomicU8::new(Phase::Idle as u8),
+            since: Mutex::new(Instant::now()),
+            changed: Notify::new(),
+            inspector: Mutex::new(Inspector::new(max_head)),
+        }
+    }
+
+    fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Idle,
+            1 => Phase::Head,
+            _ => Phase::Active,
+        }
+    }
+
+    fn enter(&self, phase: Phase) {
+        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.phase.store(phase as u8, Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    fn deadline(&self, s: &Settings) -> Option<Instant> {
+        let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
+        match self.phase() {
+            Phase::Idle => Some(since + s.idle_timeout),
+            Phase::Head => Some(since + s.header_read_timeout),
+            Phase::Active => None,
+        }
+    }
+
+    fn expired(&self, s: &Settings) -> bool {
+        self.deadline(s).is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn framing(&self) -> Option<&'static str> {
+        match self
+            .inspector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .verdict()
+        {
+            Verdict::Clean => None,
+            Verdict::Ambiguous(why) => Some(why),
+        }
+    }
+
+    /// Bytes arrived from the peer.
+    fn on_read(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.inspector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .feed(bytes);
+        if self.phase() == Phase::Idle {
+            self.enter(Phase::Head);
+        }
+    }
+}
+
+/// The socket as hyper sees it: every byte read is shown to the connection state first.
+struct Guard<S> {
+    io: S,
+    state: Arc<ConnState>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guard<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let result = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.state.on_read(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guard<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// Binds the Unix socket at `path` with mode 0660, replacing a stale socket file.
+pub fn bind_unix(path: &std::path::Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ))
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// The peer's address for logs.
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerId::Tcp(a) => write!(f, "{a}"),
+            PeerId::Unix { uid, gid, pid } => write!(
+                f,
+                "unix(uid={uid},gid={gid},pid={})",
+                pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+            ),
+        }
+    }
 }

@@ -16,6 +16,7 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -89,12 +90,21 @@ pub enum UpstreamError {
     /// The answer came, but is not something meetgate can relay.
     #[error("{0}")]
     BadResponse(String),
+    /// The circuit breaker is open after repeated connect failures: nothing was tried.
+    #[error("the upstream failed {failures} connection attempts in a row; calls are suspended for {retry_after_secs} s")]
+    CircuitOpen {
+        failures: u32,
+        retry_after_secs: u64,
+    },
 }
 
 impl UpstreamError {
     /// Whether the upstream may have received (and acted on) the request.
     pub fn may_have_been_received(&self) -> bool {
-        !matches!(self, UpstreamError::Connect(_))
+        !matches!(
+            self,
+            UpstreamError::Connect(_) | UpstreamError::CircuitOpen { .. }
+        )
     }
 }
 
@@ -111,6 +121,13 @@ impl From<UpstreamError> for GatewayError {
             UpstreamError::Timeout(d) => GatewayError::UpstreamTimeout(d),
             UpstreamError::Broken(detail) => GatewayError::OutcomeUnknown { detail },
             UpstreamError::BadResponse(detail) => GatewayError::BadUpstreamResponse { detail },
+            UpstreamError::CircuitOpen {
+                failures,
+                retry_after_secs,
+            } => GatewayError::UpstreamUnavailable {
+                failures,
+                retry_after_secs,
+            },
         }
     }
 }
@@ -143,13 +160,51 @@ impl ConnectErrorKind {
     }
 }
 
+/// Counts of failed connections, by kind.
+#[derive(Default)]
+pub struct UpstreamStats {
+    resolve: AtomicU64,
+    tcp: AtomicU64,
+    tls: AtomicU64,
+    timeout: AtomicU64,
+    circuit_open: AtomicU64,
+    /// Set once any exchange or probe got through.
+    reached: std::sync::atomic::AtomicBool,
+}
+
+impl UpstreamStats {
+    fn record(&self, kind: ConnectErrorKind) {
+        let c = match kind {
+            ConnectErrorKind::Resolve => &self.resolve,
+            ConnectErrorKind::Tcp => &self.tcp,
+            ConnectErrorKind::Tls => &self.tls,
+            ConnectErrorKind::Timeout(_) => &self.timeout,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(kind, count)` pairs for metrics.
+    pub fn connect_errors(&self) -> [(&'static str, u64); 5] {
+        [
+            ("resolve", self.resolve.load(Ordering::Relaxed)),
+            ("tcp", self.tcp.load(Ordering::Relaxed)),
+            ("tls", self.tls.load(Ordering::Relaxed)),
+            ("connect_timeout", self.timeout.load(Ordering::Relaxed)),
+            ("circuit_open", self.circuit_open.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
 /// The pooled HTTPS client for the configured upstream.
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<TlsConnector, Full<Bytes>>,
+    connector: TlsConnector,
     base: Arc<UpstreamBase>,
     request_timeout: Duration,
     max_response_bytes: usize,
+    breaker: Arc<Breaker>,
+    stats: Arc<UpstreamStats>,
 }
 
 impl Upstream {
@@ -174,17 +229,79 @@ impl Upstream {
             .pool_max_idle_per_host(config.pool_max_idle)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(connector);
+            .build(connector.clone());
         Ok(Upstream {
             client,
+            connector,
             base: Arc::new(base),
             request_timeout: config.request_timeout_ms,
             max_response_bytes: config.max_response_bytes,
+            breaker: Arc::new(Breaker::new(
+                config.circuit_breaker_failures,
+                config.circuit_breaker_cooldown_ms,
+            )),
+            stats: Arc::new(UpstreamStats::default()),
         })
     }
 
-    /// Sends one request and reads the whole answer.
+    pub fn stats(&self) -> &UpstreamStats {
+        &self.stats
+    }
+
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// Whether the upstream was ever reached (TLS handshake completed) since start.
+    pub fn reached(&self) -> bool {
+        self.stats.reached.load(Ordering::Relaxed)
+    }
+
+    /// Connects and completes a TLS handshake without sending a request: is the upstream
+    /// reachable and trusted? (For readiness.)
+    pub async fn probe(&self) -> Result<(), ConnectError> {
+        let mut connector = self.connector.clone();
+        let result = tower_service::Service::call(&mut connector, Uri::from_static("/")).await;
+        match result {
+            Ok(_) => {
+                self.stats.reached.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.record(e.kind);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends one request and reads the whole answer, unless the circuit breaker is open.
     pub async fn send(&self, out: Outgoing) -> Result<Answer, UpstreamError> {
+        let admission = match self.breaker.admit() {
+            Ok(a) => a,
+            Err(retry_after) => {
+                self.stats.circuit_open.fetch_add(1, Ordering::Relaxed);
+                return Err(UpstreamError::CircuitOpen {
+                    failures: self.breaker.threshold,
+                    retry_after_secs: retry_after.as_secs().max(1),
+                });
+            }
+        };
+        let result = self.exchange(out).await;
+        match &result {
+            Err(UpstreamError::Connect(c)) => {
+                self.stats.record(c.kind);
+                admission.failed();
+            }
+            Err(UpstreamError::CircuitOpen { .. }) => {}
+            _ => {
+                self.stats.reached.store(true, Ordering::Relaxed);
+                admission.succeeded()
+            }
+        }
+        result
+    }
+
+    async fn exchange(&self, out: Outgoing) -> Result<Answer, UpstreamError> {
         let uri = Uri::builder()
             .scheme("https")
             .authority(self.base.authority.as_str())
@@ -234,6 +351,128 @@ impl Upstream {
         tokio::time::timeout(self.request_timeout, exchange)
             .await
             .unwrap_or(Err(UpstreamError::Timeout(self.request_timeout)))
+    }
+}
+
+/// A circuit breaker over connection failures. After `threshold` consecutive connect or TLS
+/// failures it opens: calls fail at once, without touching the network, for `cooldown`. Then
+/// one call is let through as a probe; its success closes the breaker, its failure opens it
+/// again. Answers of any kind (even errors) count as success: the upstream is reachable.
+struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: std::sync::Mutex<BreakerState>,
+}
+
+#[derive(Clone, Copy)]
+enum BreakerState {
+    Closed { failures: u32 },
+    Open { until: std::time::Instant },
+    HalfOpen { probing: bool },
+}
+
+/// Permission to make one call; reports how it went.
+struct Admission<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+    reported: bool,
+}
+
+impl Breaker {
+    fn new(threshold: u32, cooldown: Duration) -> Breaker {
+        Breaker {
+            threshold,
+            cooldown,
+            state: std::sync::Mutex::new(BreakerState::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_open(&self) -> bool {
+        !matches!(*self.lock(), BreakerState::Closed { .. })
+    }
+
+    /// May a call go out? `Err` carries how long until it may.
+    fn admit(&self) -> Result<Admission<'_>, Duration> {
+        if self.threshold == 0 {
+            return Ok(Admission {
+                breaker: self,
+                probe: false,
+                reported: false,
+            });
+        }
+        let mut st = self.lock();
+        let now = std::time::Instant::now();
+        match *st {
+            BreakerState::Closed { .. } => Ok(Admission {
+                breaker: self,
+                probe: false,
+                reported: false,
+            }),
+            BreakerState::Open { until } if now < until => Err(until - now),
+            BreakerState::Open { .. } | BreakerState::HalfOpen { probing: false } => {
+                *st = BreakerState::HalfOpen { probing: true };
+                Ok(Admission {
+                    breaker: self,
+                    probe: true,
+                    reported: false,
+                })
+            }
+            // A probe is out: wait for its verdict.
+            BreakerState::HalfOpen { probing: true } => Err(Duration::from_secs(1)),
+        }
+    }
+
+    fn report(&self, ok: bool, probe: bool) {
+        if self.threshold == 0 {
+            return;
+        }
+        let mut st = self.lock();
+        let now = std::time::Instant::now();
+        *st = match (*st, ok) {
+            (_, true) => BreakerState::Closed { failures: 0 },
+            (BreakerState::Closed { failures }, false) if failures + 1 < self.threshold => {
+                BreakerState::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (BreakerState::Closed { .. }, false) => {
+                tracing::warn!(failures = self.threshold, cooldown = ?self.cooldown, "upstream circuit breaker opened");
+                BreakerState::Open {
+                    until: now + self.cooldown,
+                }
+            }
+            (BreakerState::HalfOpen { .. }, false) if probe => BreakerState::Open {
+                until: now + self.cooldown,
+            },
+            (other, false) => other,
+        };
+    }
+}
+
+impl Admission<'_> {
+    fn succeeded(mut self) {
+        self.reported = true;
+        self.breaker.report(true, self.probe);
+    }
+    fn failed(mut self) {
+        self.reported = true;
+        self.breaker.report(false, self.probe);
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        // A probe abandoned half-way (the caller went away) must not wedge the breaker.
+        if self.probe && !self.reported {
+            let mut st = self.breaker.lock();
+            if let BreakerState::HalfOpen { probing: true } = *st {
+                *st = BreakerState::HalfOpen { probing: false };
+            }
+        }
     }
 }
 
@@ -439,5 +678,52 @@ impl AsyncWrite for TlsConn {
     }
     fn is_write_vectored(&self) -> bool {
         self.0.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_consecutive_failures_and_probes_after_the_cooldown() {
+        let b = Breaker::new(3, Duration::from_millis(50));
+        for _ in 0..2 {
+            b.admit().unwrap().failed();
+        }
+        assert!(!b.is_open());
+        b.admit().unwrap().succeeded(); // a success resets the count
+        for _ in 0..3 {
+            b.admit().unwrap().failed();
+        }
+        assert!(b.is_open());
+        assert!(b.admit().is_err(), "open: calls fail at once");
+        std::thread::sleep(Duration::from_millis(60));
+        let probe = b.admit().expect("one probe after the cool-down");
+        assert!(b.admit().is_err(), "only one probe at a time");
+        probe.failed();
+        assert!(b.admit().is_err(), "a failed probe opens it again");
+        std::thread::sleep(Duration::from_millis(60));
+        b.admit().expect("probe").succeeded();
+        assert!(!b.is_open());
+        assert!(b.admit().is_ok());
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_one_through() {
+        let b = Breaker::new(1, Duration::from_millis(1));
+        b.admit().unwrap().failed();
+        std::thread::sleep(Duration::from_millis(5));
+        drop(b.admit().expect("probe"));
+        assert!(b.admit().is_ok());
+    }
+
+    #[test]
+    fn a_zero_threshold_disables_the_breaker() {
+        let b = Breaker::new(0, Duration::from_secs(60));
+        for _ in 0..100 {
+            b.admit().unwrap().failed();
+        }
+        assert!(!b.is_open());
     }
 }

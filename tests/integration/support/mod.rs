@@ -269,6 +269,22 @@ impl Gw {
         }
     }
 
+    /// Waits until the gateway reports ready (the start-up upstream probe is done).
+    pub async fn wait_ready(&self) {
+        let health = self.gw.as_ref().expect("running").health().clone();
+        for _ in 0..500 {
+            if health.not_ready().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "not ready: {:?}\n{}",
+            health.not_ready(),
+            self.sim_summary()
+        );
+    }
+
     /// The simulator's counters, for failure messages.
     pub fn sim_summary(&self) -> String {
         format!("simulator: {:?}", self.sim.stats())

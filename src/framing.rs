@@ -1,0 +1,346 @@
+//! Request-smuggling defence: spots ambiguous HTTP/1.1 message framing on the wire.
+//!
+//! hyper parses every request, and where framing is ambiguous it picks the safe reading
+//! (`Transfer-Encoding` wins over `Content-Length`, the connection then closes) and hides the
+//! ambiguity. A sidecar in a chain of proxies should not guess: a request that carries both
+//! `Content-Length` and `Transfer-Encoding`, or more than one `Content-Length` (even with equal
+//! values), or an unparseable one, may be read differently by whoever sits in front of
+//! meetgate. Such requests are refused with 400 and the connection is closed.
+//!
+//! [`Inspector`] sees the same bytes hyper reads (the connection guard feeds it from
+//! `poll_read`) and follows message boundaries itself: the head up to the empty line, then a
+//! body of `Content-Length` bytes or a chunked body up to its last chunk and trailers. It
+//! never changes or delays a byte. If it loses track (input hyper will reject anyway), it stops
+//! inspecting rather than guessing.
+
+/// What the inspector concluded about the connection's byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No ambiguity seen.
+    Clean,
+    /// A request had ambiguous framing; the reason, for the error message.
+    Ambiguous(&'static str),
+}
+
+/// Follows HTTP/1.1 request framing over a byte stream.
+pub struct Inspector {
+    state: State,
+    head: Vec<u8>,
+    max_head: usize,
+    verdict: Verdict,
+}
+
+enum State {
+    Head,
+    Body(u64),
+    Chunked(Chunk),
+    /// Lost track: hyper will refuse the stream; nothing more to learn.
+    Done,
+}
+
+enum Chunk {
+    /// Reading a chunk-size line.
+    Size(Vec<u8>),
+    Data(u64),
+    /// The CRLF after a chunk's data (bytes still to skip).
+    DataEnd(u8),
+    /// Trailer lines after the last chunk, until an empty line.
+    Trailer(Vec<u8>),
+}
+
+impl Inspector {
+    pub fn new(max_head: usize) -> Self {
+        Inspector {
+            state: State::Head,
+            head: Vec::new(),
+            max_head,
+            verdict: Verdict::Clean,
+        }
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// Feeds the next bytes read from the connection.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            data = match &mut self.state {
+                State::Done => return,
+                State::Head => self.feed_head(data),
+                State::Body(left) => {
+                    let n = (*left).min(data.len() as u64);
+                    *left -= n;
+                    if *left == 0 {
+                        self.state = State::Head;
+                    }
+                    &data[n as usize..]
+                }
+                State::Chunked(_) => self.feed_chunked(data),
+            };
+        }
+    }
+
+    fn feed_head<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        // Search only where the end marker can newly appear.
+        let from = self.head.len().saturating_sub(3);
+        self.head.extend_from_slice(data);
+        let Some(end) = find(&self.head[from..], b"\r\n\r\n").map(|i| from + i + 4) else {
+            if self.head.len() > self.max_head {
+                self.state = State::Done;
+            }
+            return &[];
+        };
+        let consumed = data.len() - (self.head.len() - end);
+        let head = std::mem::take(&mut self.head);
+        self.state = self.framing(&head[..end]);
+        &data[consumed..]
+    }
+
+    /// Decides how the body of the request whose head is `head` is framed.
+    fn framing(&mut self, head: &[u8]) -> State {
+        // Blank lines before a request line are tolerated by servers (RFC 9112 §2.2).
+        let trimmed = &head[head
+            .iter()
+            .take_while(|b| **b == b'\r' || **b == b'\n')
+            .count()..];
+        if trimmed.is_empty() {
+            return State::Head;
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(trimmed) {
+            Ok(httparse::Status::Complete(_)) => {}
+            _ => return State::Done,
+        }
+        let mut lengths = Vec::new();
+        let mut codings = Vec::new();
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                lengths.push(h.value);
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                codings.push(h.value);
+            }
+        }
+        if !lengths.is_empty() && !codings.is_empty() {
+            return self.ambiguous("both Content-Length and Transfer-Encoding");
+        }
+        if lengths.len() > 1 {
+            return self.ambiguous("more than one Content-Length");
+        }
+        if let Some(len) = lengths.first() {
+            let valid = !len.is_empty() && len.len() <= 19 && len.iter().all(u8::is_ascii_digit);
+            return match std::str::from_utf8(len)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                Some(n) if valid => {
+                    if n == 0 {
+                        State::Head
+                    } else {
+                        State::Body(n)
+                    }
+                }
+                _ => self.ambiguous("an invalid Content-Length"),
+            };
+        }
+        if !codings.is_empty() {
+            let last = codings
+                .last()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.rsplit(',').next())
+                .map(str::trim);
+            return match last {
+                Some(c) if c.eq_ignore_ascii_case("chunked") => {
+                    State::Chunked(Chunk::Size(Vec::new()))
+                }
+                _ => self.ambiguous("a Transfer-Encoding that does not end in chunked"),
+            };
+        }
+        State::Head
+    }
+
+    fn ambiguous(&mut self, why: &'static str) -> State {
+        self.verdict = Verdict::Ambiguous(why);
+        // meetgate closes the connection after refusing: nothing after this matters.
+        State::Done
+    }
+
+    fn feed_chunked<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        let State::Chunked(chunk) = &mut self.state else {
+            return &[];
+        };
+        match chunk {
+            Chunk::Size(line) => {
+                let Some(nl) = data.iter().position(|b| *b == b'\n') else {
+                    line.extend_from_slice(data);
+                    if line.len() > 1024 {
+                        self.state = State::Done;
+                    }
+                    return &[];
+                };
+                line.extend_from_slice(&data[..nl]);
+                let size = std::str::from_utf8(line)
+                    .ok()
+                    .map(|l| l.trim_end_matches('\r'))
+                    .and_then(|l| l.split(';').next())
+                    .map(str::trim)
+                    .and_then(|hex| u64::from_str_radix(hex, 16).ok());
+                self.state = match size {
+                    Some(0) => State::Chunked(Chunk::Trailer(Vec::new())),
+                    Some(n) => State::Chunked(Chunk::Data(n)),
+                    None => State::Done,
+                };
+                &data[nl + 1..]
+            }
+            Chunk::Data(left) => {
+                let n = (*left).min(data.len() as u64);
+                *left -= n;
+                if *left == 0 {
+                    *chunk = Chunk::DataEnd(2);
+                }
+                &data[n as usize..]
+            }
+            Chunk::DataEnd(left) => {
+                let n = (*left as usize).min(data.len());
+                *left -= n as u8;
+                if *left == 0 {
+                    *chunk = Chunk::Size(Vec::new());
+                }
+                &data[n..]
+            }
+            Chunk::Trailer(line) => {
+                let Some(nl) = data.iter().position(|b| *b == b'\n') else {
+                    line.extend_from_slice(data);
+                    if line.len() > 8 * 1024 {
+                        self.state = State::Done;
+                    }
+                    return &[];
+                };
+                line.extend_from_slice(&data[..nl]);
+                let empty = line.iter().all(|b| *b == b'\r');
+                if empty {
+                    self.state = State::Head;
+                } else {
+                    line.clear();
+                }
+                &data[nl + 1..]
+            }
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict_of(stream: &[u8], split: usize) -> Verdict {
+        let mut i = Inspector::new(16 * 1024);
+        for part in stream.chunks(split.max(1)) {
+            i.feed(part);
+        }
+        i.verdict()
+    }
+
+    fn all_splits(stream: &[u8]) -> Verdict {
+        let first = verdict_of(stream, stream.len());
+        for split in 1..stream.len() {
+            assert_eq!(verdict_of(stream, split), first, "split {split}");
+        }
+        first
+    }
+
+    const OK: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloPOST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nX-Trailer: 1\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[test]
+    fn clean_keep_alive_streams_are_followed_across_any_split() {
+        assert_eq!(all_splits(OK), Verdict::Clean);
+    }
+
+    #[test]
+    fn both_lengths_are_ambiguous_in_either_order() {
+        let a =
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let b =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n";
+        assert_eq!(
+            all_splits(a),
+            Verdict::Ambiguous("both Content-Length and Transfer-Encoding")
+        );
+        assert_eq!(
+            all_splits(b),
+            Verdict::Ambiguous("both Content-Length and Transfer-Encoding")
+        );
+    }
+
+    #[test]
+    fn duplicate_or_invalid_lengths_are_ambiguous() {
+        let dup = b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\nabcd";
+        assert_eq!(
+            all_splits(dup),
+            Verdict::Ambiguous("more than one Content-Length")
+        );
+        let neg = b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n";
+        assert_eq!(
+            all_splits(neg),
+            Verdict::Ambiguous("an invalid Content-Length")
+        );
+        let plus = b"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\nabcd";
+        assert_eq!(
+            all_splits(plus),
+            Verdict::Ambiguous("an invalid Content-Length")
+        );
+        let list = b"POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\nabcd";
+        assert_eq!(
+            all_splits(list),
+            Verdict::Ambiguous("an invalid Content-Length")
+        );
+    }
+
+    #[test]
+    fn a_smuggled_request_in_a_body_is_found_where_it_really_starts() {
+        // The second request hides in the first one's body: it is body, not a request.
+        let hidden = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        let mut stream = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            hidden.len()
+        )
+        .into_bytes();
+        stream.extend_from_slice(hidden);
+        assert_eq!(all_splits(&stream), Verdict::Clean);
+        // After the body, the next request is inspected.
+        stream.extend_from_slice(b"GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!(
+            all_splits(&stream),
+            Verdict::Ambiguous("a Transfer-Encoding that does not end in chunked")
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_are_skipped_to_their_end() {
+        let mut stream =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec();
+        stream.extend_from_slice(
+            b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert_eq!(
+            all_splits(&stream),
+            Verdict::Ambiguous("both Content-Length and Transfer-Encoding")
+        );
+    }
+
+    #[test]
+    fn garbage_stops_inspection_without_a_verdict() {
+        assert_eq!(
+            all_splits(b"\x16\x03\x01 not http at all\r\n\r\n"),
+            Verdict::Clean
+        );
+        let mut i = Inspector::new(64);
+        i.feed(&[b'a'; 1000]);
+        assert_eq!(i.verdict(), Verdict::Clean);
+    }
+}
