@@ -201,11 +201,8 @@ fn serve(path: PathBuf) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        loop {
-            match signals.next().await {
-                Signal::Reload => current = reload(&path, &running, current),
-                Signal::Stop => break,
-            }
+        while let Signal::Reload = signals.next().await {
+            current = reload(&path, &running, current);
         }
         tracing::info!("stop signal: draining in-flight requests");
         let drained = running.shutdown().await;
