@@ -82,10 +82,10 @@ impl Inspector {
     }
 
     fn feed_head<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
-        // Search only where the end marker can newly appear.
-        let from = self.head.len().saturating_sub(3);
+        // Search only where the end of the head can newly appear.
+        let from = self.head.len().saturating_sub(2);
         self.head.extend_from_slice(data);
-        let Some(end) = find(&self.head[from..], b"\r\n\r\n").map(|i| from + i + 4) else {
+        let Some(end) = head_end(&self.head, from) else {
             if self.head.len() > self.max_head {
                 self.state = State::Done;
             }
@@ -106,6 +106,15 @@ impl Inspector {
             .count()..];
         if trimmed.is_empty() {
             return State::Head;
+        }
+        // hyper accepts a bare LF as a line end (RFC 9112 allows it); a proxy in front may
+        // not, and would then see different headers. Refuse rather than guess.
+        let bare_lf = trimmed
+            .iter()
+            .enumerate()
+            .any(|(i, b)| *b == b'\n' && (i == 0 || trimmed[i - 1] != b'\r'));
+        if bare_lf {
+            return self.ambiguous("bare LF line endings");
         }
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut req = httparse::Request::new(&mut headers);
@@ -230,8 +239,19 @@ impl Inspector {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// The end of a request head (just past its empty line) if `buf` holds one: an LF
+/// followed by an empty line ending in LF or CRLF, searched from `from`.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find_map(|i| {
+        if buf[i] != b'\n' {
+            return None;
+        }
+        match buf.get(i + 1..) {
+            Some([b'\n', ..]) => Some(i + 2),
+            Some([b'\r', b'\n', ..]) => Some(i + 3),
+            _ => None,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -330,6 +350,20 @@ mod tests {
         assert_eq!(
             all_splits(&stream),
             Verdict::Ambiguous("both Content-Length and Transfer-Encoding")
+        );
+    }
+
+    #[test]
+    fn bare_lf_heads_are_refused_so_no_header_hides_behind_them() {
+        let sneaky = b"POST / HTTP/1.1\nContent-Length: 5\nTransfer-Encoding: chunked\n\n0\n\n";
+        assert_eq!(
+            all_splits(sneaky),
+            Verdict::Ambiguous("bare LF line endings")
+        );
+        let mixed = b"POST / HTTP/1.1\r\nHost: x\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            all_splits(mixed),
+            Verdict::Ambiguous("bare LF line endings")
         );
     }
 

@@ -41,6 +41,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod faultproxy;
 pub mod framing;
 pub mod metrics;
 pub mod pipeline;

@@ -30,7 +30,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use ipnet::IpNet;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
@@ -244,7 +244,7 @@ impl Server {
             .header_read_timeout(None)
             .keep_alive(true)
             .max_headers(self.settings.max_headers)
-            .max_buf_size(self.settings.max_header_bytes.max(8192) * 2);
+            .max_header_size(self.settings.max_header_bytes);
         let conn = http.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         let mut draining = false;
@@ -274,9 +274,12 @@ impl Server {
     }
 
     /// Answers a connection that is not served with a short canned response, then closes it.
+    /// The close lingers: closing a socket with unread input makes the kernel send a reset,
+    /// which can destroy the response before the peer reads it. So the write side is shut
+    /// first and the peer's input drained for a moment.
     fn turn_away<S>(&self, mut stream: S, why: Refusal)
     where
-        S: AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Ok(permit) = self.turn_away.clone().try_acquire_owned() else {
             return; // Dropping the stream closes it.
@@ -285,6 +288,14 @@ impl Server {
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
                 let _ = stream.write_all(why.response().as_bytes()).await;
                 let _ = stream.shutdown().await;
+                let mut sink = [0u8; 4096];
+                let mut drained = 0;
+                while drained < 64 * 1024 {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => drained += n,
+                    }
+                }
             })
             .await;
             drop(permit);

@@ -21,6 +21,7 @@ use tempfile::TempDir;
 
 use meetgate::app::{self, Running};
 use meetgate::config::{Config, Credentials};
+use meetgate::faultproxy::FaultProxy;
 use meetgate::sim::{demo, Endpoint, SimConfig, SimHandle, Simulator};
 
 pub mod process;
@@ -59,6 +60,10 @@ pub struct Setup {
     pub sim: SimConfig,
     /// When false, the gateway trusts a different CA than the simulator's.
     pub trust_sim_ca: bool,
+    /// Put a fault proxy between the gateway and the simulator.
+    pub proxy: bool,
+    /// Extra `key = value` lines for sections, tables the harness writes included.
+    pub lines: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -68,6 +73,8 @@ impl Default for Setup {
             extra_toml: String::new(),
             sim: SimConfig::demo(),
             trust_sim_ca: true,
+            proxy: false,
+            lines: Vec::new(),
         }
     }
 }
@@ -86,11 +93,30 @@ impl Setup {
         f(&mut self.sim);
         self
     }
+    /// Adds `line` (e.g. `max_connections = 2`) to `[section]`.
+    pub fn set(mut self, section: &str, line: &str) -> Self {
+        self.lines.push((section.to_owned(), line.to_owned()));
+        self
+    }
+    pub fn via_proxy(mut self) -> Self {
+        self.proxy = true;
+        self
+    }
 
     pub async fn start(self) -> Gw {
         let sim = Simulator::start(self.sim).await.expect("simulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
-        let toml = write_config(&dir, &sim, &self.creds, &self.extra_toml, self.trust_sim_ca).await;
+        let proxy = if self.proxy {
+            Some(FaultProxy::start(sim.addr()).await.expect("proxy starts"))
+        } else {
+            None
+        };
+        let mut toml =
+            write_config(&dir, &sim, &self.creds, &self.extra_toml, self.trust_sim_ca).await;
+        if let Some(p) = &proxy {
+            toml = toml.replace(&sim.base_url(), &format!("https://{}", p.addr()));
+        }
+        toml = with_lines(&toml, &self.lines);
         let config = Config::parse(&toml, dir.path()).unwrap_or_else(|e| panic!("{e}\n{toml}"));
         let credentials = Credentials::load(&config.credentials, &std::collections::HashMap::new())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -101,11 +127,25 @@ impl Setup {
         Gw {
             sim,
             gw: Some(gw),
+            proxy,
             dir,
             toml,
             client,
         }
     }
+}
+
+/// Inserts `key = value` lines into their sections, adding sections that are missing.
+pub fn with_lines(toml: &str, lines: &[(String, String)]) -> String {
+    let mut out = toml.to_owned();
+    for (section, line) in lines {
+        let header = format!("[{section}]\n");
+        match out.find(&header) {
+            Some(at) => out.insert_str(at + header.len(), &format!("{line}\n")),
+            None => out.push_str(&format!("\n{header}{line}\n")),
+        }
+    }
+    out
 }
 
 /// Writes the secrets and returns the config text for a gateway in front of `sim`.
@@ -184,6 +224,7 @@ pub fn set_mode(path: &std::path::Path, mode: u32) {
 pub struct Gw {
     pub sim: SimHandle,
     pub gw: Option<Running>,
+    pub proxy: Option<FaultProxy>,
     pub dir: TempDir,
     pub toml: String,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -220,6 +261,26 @@ impl Resp {
 impl Gw {
     pub fn addr(&self) -> std::net::SocketAddr {
         self.gw.as_ref().expect("running").api_addr()
+    }
+
+    pub fn running(&self) -> &Running {
+        self.gw.as_ref().expect("running")
+    }
+
+    pub fn proxy(&self) -> &FaultProxy {
+        self.proxy.as_ref().expect("started with via_proxy()")
+    }
+
+    /// GET on the admin listener: (status, body).
+    pub async fn admin(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.running().admin_addr());
+        let req = Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let resp = self.client.request(req).await.expect("admin answers");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
