@@ -157,6 +157,13 @@ impl<T: Expiring> Cell<T> {
         false
     }
 
+    /// Forgets a remembered failure (new credentials deserve a fresh try).
+    pub fn forget_failure(&self) {
+        let mut st = self.lock();
+        st.failure = None;
+        st.streak = 0;
+    }
+
     /// Drops everything (the value's secrets are zeroised when the last copy goes).
     pub fn clear(&self) {
         let mut st = self.lock();

@@ -330,8 +330,9 @@ impl TokenService {
         entry.is_some_and(|e| e.cell.invalidate_if(|held| held.token == token.0))
     }
 
-    /// Replaces the credentials (configuration reload). Cached access tokens and chair
-    /// passwords are dropped, since they belong to the old credentials.
+    /// Replaces the credentials (configuration reload). Cached access tokens, chair
+    /// passwords and remembered failures are dropped, since they belong to the old
+    /// credentials; control tokens already obtained stay valid and stay in use.
     pub fn set_credentials(&self, credentials: Credentials) {
         *self
             .inner
@@ -341,6 +342,8 @@ impl TokenService {
         self.inner.access.clear();
         for entry in lock(&self.inner.conferences).values() {
             *lock(&entry.password) = None;
+            // A failure remembered under the old credentials says nothing about the new.
+            entry.cell.forget_failure();
         }
     }
 

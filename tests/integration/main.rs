@@ -4,6 +4,7 @@
 mod support;
 
 mod fuzz_corpus;
+mod lifecycle;
 mod operations;
 mod rate_limits;
 mod removal_path;

@@ -11,6 +11,7 @@ use tokio::process::{Child, Command};
 pub struct Proc {
     pub child: Child,
     pub addr: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
     pub log: PathBuf,
 }
 
@@ -29,16 +30,45 @@ impl Proc {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn meetgate");
-        let addr = wait_for_listening(log).await;
+        let (addr, admin) = wait_for_listening(log).await;
         Proc {
             child,
             addr,
+            admin,
             log: log.to_owned(),
         }
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal (by name, e.g. "HUP") to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running");
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{name} {pid}");
+    }
+
+    /// Waits until the log contains `needle` (or panics with the log after 30 s).
+    pub async fn wait_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -56,13 +86,16 @@ impl Proc {
     }
 }
 
-/// Reads the log until meetgate reports its listening address.
-async fn wait_for_listening(log: &Path) -> std::net::SocketAddr {
+/// Reads the log until meetgate reports its listening addresses (API, admin).
+async fn wait_for_listening(log: &Path) -> (std::net::SocketAddr, std::net::SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(addr) = text.lines().find_map(listening_addr) {
-            return addr;
+        let line = text.lines().find(|l| l.contains("meetgate listening"));
+        if let Some(addrs) =
+            line.and_then(|l| Some((field(l, "api_addr")?, field(l, "admin_addr")?)))
+        {
+            return addrs;
         }
         assert!(
             Instant::now() < deadline,
@@ -72,11 +105,9 @@ async fn wait_for_listening(log: &Path) -> std::net::SocketAddr {
     }
 }
 
-fn listening_addr(line: &str) -> Option<std::net::SocketAddr> {
-    if !line.contains("meetgate listening") {
-        return None;
-    }
-    let rest = &line[line.find("api_addr")? + "api_addr".len()..];
+/// The address logged as `name` (JSON or text log line).
+fn field(line: &str, name: &str) -> Option<std::net::SocketAddr> {
+    let rest = &line[line.find(name)? + name.len()..];
     let start = rest.find(|c: char| c.is_ascii_digit())?;
     let addr: String = rest[start..]
         .chars()
