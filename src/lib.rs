@@ -24,6 +24,7 @@
 //! # Modules
 //!
 //! * [`app`]: builds the pieces from the configuration and runs them.
+//! * [`audit`]: the durable, hash-chained audit log (write-ahead intents, outcomes, refusals).
 //! * [`server`]: the accept loop and HTTP/1.1 connections.
 //! * [`pipeline`]: the stages above, in order, in one function.
 //! * [`config`]: the typed configuration and secret loading.
@@ -35,6 +36,7 @@
 //! * [`demo`]: the quick start: simulator and gateway together on loopback.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 // pub mod demo; (after the simulator lands)
 pub mod error;
