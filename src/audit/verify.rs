@@ -121,112 +121,172 @@ struct Pin {
 
 /// Verifies `paths` (any order) against each other and, if given, the checkpoint file.
 pub fn verify(paths: &[PathBuf], checkpoint: Option<&Path>, key: Option<&Secret>) -> VerifyReport {
-    let hasher = ChainHasher::new(key);
-    let mut report = VerifyReport {
-        files: paths.len(),
-        keyed: hasher.is_keyed(),
-        ..VerifyReport::default()
-    };
-    if let Err(b) = run(paths, checkpoint, &hasher, &mut report) {
-        report.broken = Some(b);
-    }
-    report
+    verify_from(paths, checkpoint, key, None)
 }
 
-fn run(
+/// Like [`verify`], and also requires the oldest given record to have seq `first_seq`
+/// (1 when the files are the whole log). Without it, removing the oldest records looks
+/// exactly like retention deleting old files: the chain from there on is intact.
+pub fn verify_from(
     paths: &[PathBuf],
     checkpoint: Option<&Path>,
-    hasher: &ChainHasher,
-    report: &mut VerifyReport,
-) -> Result<(), Broken> {
-    let pins = match checkpoint {
-        Some(cp) => load_checkpoints(cp, hasher)?,
-        None => BTreeMap::new(),
+    key: Option<&Secret>,
+    first_seq: Option<u64>,
+) -> VerifyReport {
+    let hasher = ChainHasher::new(key);
+    let mut v = Verifier {
+        report: VerifyReport {
+            files: paths.len(),
+            keyed: hasher.is_keyed(),
+            ..VerifyReport::default()
+        },
+        hasher,
+        pins: BTreeMap::new(),
+        checkpoint,
+        expect_first: first_seq,
+        cursor: Cursor::default(),
     };
-    let ordered = scan::order_files(paths)?;
-    let mut cursor = Cursor::default();
-    for (i, path) in ordered.iter().enumerate() {
-        let newest = i + 1 == ordered.len();
-        verify_file(path, newest, hasher, &mut cursor, &pins, checkpoint, report)?;
+    if let Err(b) = v.run(paths) {
+        v.report.broken = Some(b);
     }
-    if let (Some(cp), Some((&seq, pin))) = (checkpoint, pins.last_key_value()) {
-        let last = report.last_seq.unwrap_or(0);
-        if seq > last {
-            return Err(Broken {
-                file: cp.to_owned(),
-                line: pin.line,
-                reason: format!(
-                    "the log ends at seq {last} but this checkpoint vouches for seq {seq}: records were removed from the end (or a newer file was not given)"
-                ),
-            });
-        }
-    }
-    Ok(())
+    v.report
 }
 
-fn verify_file(
-    path: &Path,
-    newest: bool,
-    hasher: &ChainHasher,
-    cursor: &mut Cursor,
-    pins: &BTreeMap<u64, Pin>,
-    checkpoint: Option<&Path>,
-    report: &mut VerifyReport,
-) -> Result<(), Broken> {
-    let broken = |line, reason: String| Broken {
-        file: path.to_owned(),
-        line,
-        reason,
-    };
-    let file = File::open(path).map_err(|e| broken(0, format!("cannot open: {e}")))?;
-    let mut lines = Lines::new(&file, 0, 0).map_err(|e| broken(0, format!("cannot read: {e}")))?;
-    let mut last_line = 0;
-    while let Some(line) = lines
-        .next_line()
-        .map_err(|e| broken(last_line + 1, format!("cannot read: {e}")))?
-    {
-        match line {
-            Line::Torn { bytes, .. } => {
-                if !newest {
-                    return Err(broken(
-                        last_line + 1,
-                        format!(
-                            "{} bytes after the last newline, in a file that is not the newest",
-                            bytes.len()
-                        ),
-                    ));
-                }
-                report.unterminated_tail = Some((path.to_owned(), bytes.len() as u64));
+/// One verification run.
+struct Verifier<'a> {
+    hasher: ChainHasher,
+    pins: BTreeMap<u64, Pin>,
+    checkpoint: Option<&'a Path>,
+    expect_first: Option<u64>,
+    cursor: Cursor,
+    report: VerifyReport,
+}
+
+impl Verifier<'_> {
+    fn run(&mut self, paths: &[PathBuf]) -> Result<(), Broken> {
+        if let Some(cp) = self.checkpoint {
+            self.pins = load_checkpoints(cp, &self.hasher)?;
+        }
+        let ordered = scan::order_files(paths)?;
+        for (i, path) in ordered.iter().enumerate() {
+            self.file(path, i + 1 == ordered.len())?;
+        }
+        if let (Some(cp), Some((&seq, pin))) = (self.checkpoint, self.pins.last_key_value()) {
+            let last = self.report.last_seq.unwrap_or(0);
+            if seq > last {
+                return Err(Broken {
+                    file: cp.to_owned(),
+                    line: pin.line,
+                    reason: format!(
+                        "the log ends at seq {last} but this checkpoint vouches for seq {seq}: records were removed from the end (or a newer file was not given)"
+                    ),
+                });
             }
-            Line::Complete { no, bytes } => {
-                last_line = no;
-                let rec = scan::check_line(bytes, hasher, cursor).map_err(|r| broken(no, r))?;
-                if let Some(pin) = pins.get(&rec.seq) {
-                    if pin.hash != rec.hash {
+        }
+        if let (Some(expected), None) = (self.expect_first, self.report.first_seq) {
+            return Err(Broken {
+                file: paths.first().cloned().unwrap_or_default(),
+                line: 0,
+                reason: format!("no records, expected the chain to start at seq {expected}"),
+            });
+        }
+        Ok(())
+    }
+
+    fn file(&mut self, path: &Path, newest: bool) -> Result<(), Broken> {
+        let broken = |line, reason: String| Broken {
+            file: path.to_owned(),
+            line,
+            reason,
+        };
+        let file = File::open(path).map_err(|e| broken(0, format!("cannot open: {e}")))?;
+        let mut lines =
+            Lines::new(&file, 0, 0).map_err(|e| broken(0, format!("cannot read: {e}")))?;
+        let mut last_line = 0;
+        let mut first_in_file = true;
+        while let Some(line) = lines
+            .next_line()
+            .map_err(|e| broken(last_line + 1, format!("cannot read: {e}")))?
+        {
+            let (no, bytes) = match line {
+                Line::Torn { bytes, .. } => {
+                    if !newest {
                         return Err(broken(
-                            no,
+                            last_line + 1,
                             format!(
-                                "differs from the checkpoint for seq {} in {} line {}: the log was rewritten",
-                                rec.seq,
-                                checkpoint.map_or_else(String::new, |p| p.display().to_string()),
-                                pin.line
+                                "{} bytes after the last newline, in a file that is not the newest",
+                                bytes.len()
                             ),
                         ));
                     }
-                    report.checkpoints_matched += 1;
+                    self.report.unterminated_tail = Some((path.to_owned(), bytes.len() as u64));
+                    continue;
                 }
-                if report.first_seq.is_none() {
-                    report.first_seq = Some(rec.seq);
-                    report.checkpoints_before_log = pins.range(..rec.seq).count();
-                }
-                cursor.advance(rec.seq, &rec.hash);
-                report.records += 1;
-                report.last_seq = Some(rec.seq);
-                report.head = Some(rec.hash);
+                Line::Complete { no, bytes } => (no, bytes),
+            };
+            last_line = no;
+            let rec =
+                scan::check_line(bytes, &self.hasher, &self.cursor).map_err(|r| broken(no, r))?;
+            if first_in_file {
+                first_in_file = false;
+                check_rotated_name(path, rec.seq).map_err(|r| broken(no, r))?;
             }
+            self.check_pin(rec.seq, &rec.hash)
+                .map_err(|r| broken(no, r))?;
+            if self.report.first_seq.is_none() {
+                if let Some(expected) = self.expect_first.filter(|&e| e != rec.seq) {
+                    return Err(broken(
+                        no,
+                        format!(
+                            "the chain starts at seq {}, expected {expected}: the oldest records are missing",
+                            rec.seq
+                        ),
+                    ));
+                }
+                self.report.first_seq = Some(rec.seq);
+                self.report.checkpoints_before_log = self.pins.range(..rec.seq).count();
+            }
+            self.cursor.advance(rec.seq, &rec.hash);
+            self.report.records += 1;
+            self.report.last_seq = Some(rec.seq);
+            self.report.head = Some(rec.hash);
         }
+        Ok(())
     }
-    Ok(())
+
+    /// A record pinned by the checkpoint file must be the very record pinned.
+    fn check_pin(&mut self, seq: u64, hash: &str) -> Result<(), String> {
+        let Some(pin) = self.pins.get(&seq) else {
+            return Ok(());
+        };
+        if pin.hash != hash {
+            return Err(format!(
+                "differs from the checkpoint for seq {seq} in {} line {}: the log was rewritten",
+                self.checkpoint
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                pin.line
+            ));
+        }
+        self.report.checkpoints_matched += 1;
+        Ok(())
+    }
+}
+
+/// A rotated file (`….<20 digits>`) must start at the seq its name gives: this reveals
+/// records removed from the start of a rotated file, and renamed files.
+fn check_rotated_name(path: &Path, first_seq: u64) -> Result<(), String> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(());
+    };
+    let Some((base, _)) = name.rsplit_once('.') else {
+        return Ok(());
+    };
+    match super::files::parse_rotated_name(base, name) {
+        Some(named) if named != first_seq => Err(format!(
+            "the file is named for seq {named} but starts at seq {first_seq}: records were removed from its start, or it was renamed"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Reads the checkpoint file: seq → pinned hash. Each line must be a valid checkpoint

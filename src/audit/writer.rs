@@ -136,7 +136,8 @@ impl Writer {
             outage: None,
             last_checkpoint: Instant::now(),
         };
-        let (torn_tail, unfinished) = writer.repair(torn, unfinished).map_err(|e| match e {
+        let repaired = writer.repair(torn, unfinished, Checkpointing::WhenDue);
+        let (torn_tail, unfinished) = repaired.map_err(|e| match e {
             BatchError::Io(e) => AuditError::io(&writer.settings.path, "write recovery records", e),
             BatchError::Encode(e) => AuditError::Invalid(e.to_string()),
         })?;
@@ -239,25 +240,27 @@ impl Writer {
             return;
         }
         let (bodies, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match self.write_records(bodies, false) {
+        match self.write_records(bodies, Checkpointing::WhenDue) {
             Ok(seqs) => {
                 for (seq, reply) in seqs.into_iter().zip(replies) {
                     let _ = reply.send(Ok(Receipt { seq }));
                 }
             }
             Err(e) => {
-                let err = match &e {
-                    BatchError::Io(io) => AuditError::Unavailable(format!(
-                        "cannot make the record durable in {}: {io}",
-                        self.settings.path.display()
-                    )),
+                let err = match e {
+                    BatchError::Io(io) => {
+                        let err = AuditError::Unavailable(format!(
+                            "cannot make the record durable in {}: {io}",
+                            self.settings.path.display()
+                        ));
+                        // Unhealthy before any caller hears of the failure.
+                        self.fail(io);
+                        err
+                    }
                     BatchError::Encode(enc) => AuditError::Invalid(enc.to_string()),
                 };
                 for reply in replies {
                     let _ = reply.send(Err(err.clone()));
-                }
-                if let BatchError::Io(io) = e {
-                    self.fail(io);
                 }
             }
         }
@@ -272,7 +275,7 @@ impl Writer {
         if self.state.since_checkpoint > 0
             && self.last_checkpoint.elapsed() >= self.settings.checkpoint_every
         {
-            if let Err(BatchError::Io(e)) = self.write_records(Vec::new(), true) {
+            if let Err(BatchError::Io(e)) = self.write_records(Vec::new(), Checkpointing::Now) {
                 self.fail(e);
             }
         }
@@ -283,7 +286,7 @@ impl Writer {
     fn write_records(
         &mut self,
         bodies: Vec<Body>,
-        force_checkpoint: bool,
+        checkpointing: Checkpointing,
     ) -> Result<Vec<u64>, BatchError> {
         let mut batch = Batch::new(&self.state);
         let ts = record::format_ts(SystemTime::now());
@@ -296,7 +299,12 @@ impl Writer {
             }
         }
         let time_due = self.last_checkpoint.elapsed() >= self.settings.checkpoint_every;
-        if batch.since_checkpoint > 0 && (force_checkpoint || time_due) {
+        let wanted = match checkpointing {
+            Checkpointing::WhenDue => batch.since_checkpoint > 0 && time_due,
+            Checkpointing::Now => batch.since_checkpoint > 0,
+            Checkpointing::Always => true,
+        };
+        if wanted {
             batch.push_checkpoint(&ts, &self.hasher)?;
         }
         if batch.records.is_empty() {
@@ -499,10 +507,14 @@ impl Writer {
         self.file = Some(file);
         self.state = state;
         let unfinished = self.state.open.after(durable_seq);
-        self.repair(torn, unfinished).map_err(|e| match e {
-            BatchError::Io(e) => io("write recovery records to", e),
-            BatchError::Encode(e) => e.to_string(),
-        })?;
+        // Always write something, ending in a checkpoint that pins the head after the
+        // outage: a resume that wrote nothing would prove nothing about the disk (a full
+        // disk still syncs fine), and `healthy()` would flap with every append.
+        self.repair(torn, unfinished, Checkpointing::Always)
+            .map_err(|e| match e {
+                BatchError::Io(e) => io("write recovery records to", e),
+                BatchError::Encode(e) => e.to_string(),
+            })?;
         Ok(())
     }
 
@@ -512,6 +524,7 @@ impl Writer {
         &mut self,
         torn: Option<Torn>,
         unfinished: Vec<(u64, String, u8)>,
+        checkpointing: Checkpointing,
     ) -> Result<(Option<TornTail>, Vec<UnfinishedIntent>), BatchError> {
         let mut bodies = Vec::new();
         let mut torn_tail = None;
@@ -551,8 +564,8 @@ impl Writer {
                 intent_seq,
             });
         }
-        if !bodies.is_empty() {
-            self.write_records(bodies, false)?;
+        if !bodies.is_empty() || checkpointing == Checkpointing::Always {
+            self.write_records(bodies, checkpointing)?;
         }
         Ok((torn_tail, reported))
     }
@@ -579,13 +592,24 @@ impl Writer {
             self.try_resume();
         }
         if self.outage.is_none() && !self.state.last_is_checkpoint {
-            if let Err(BatchError::Io(e)) = self.write_records(Vec::new(), true) {
+            if let Err(BatchError::Io(e)) = self.write_records(Vec::new(), Checkpointing::Now) {
                 tracing::error!(error = %e, "audit log: final checkpoint failed");
             }
         }
         self.shared.healthy.store(false, Ordering::Release);
         self.file = None;
     }
+}
+
+/// When a batch ends with a checkpoint record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpointing {
+    /// When `checkpoint_every_secs` has passed (the record count is checked per record).
+    WhenDue,
+    /// If any record was written since the last checkpoint (timer, shutdown).
+    Now,
+    /// Unconditionally (after an outage, as a write probe).
+    Always,
 }
 
 enum Wait {
