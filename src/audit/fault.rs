@@ -2,7 +2,7 @@
 //! the way a full or failing disk does, and then heal.
 //!
 //! The writer performs exactly two operations on the active file that can lose a record:
-//! `write` and `fdatasync`. Both go through [`ActiveIo`](super::writer) which asks the
+//! `write` and `fdatasync`. Both go through two small functions in the writer that ask the
 //! injector (when [`AuditSettings::faults`](super::AuditSettings) is set) before doing the
 //! real call. Production settings never set it; the cost is one `Option` check per batch.
 //!

@@ -1,5 +1,6 @@
 //! The audit log: a write-ahead, durable, tamper-evident record of every removal meetgate
-//! forwards and every request it refuses.
+//! forwards and every request it refuses. `README.md` beside this file is the same story
+//! for the security team (record fields, checking a hash by hand, the commands).
 //!
 //! # Where it sits in the pipeline
 //! The pipeline appends an [`Entry::Intent`] and waits for it to be durable *before* the
@@ -16,7 +17,7 @@
 //! ```
 //!
 //! * `seq`: 1, 2, 3, … across files and restarts. A seq is used once it is durable; a
-//!   failed append gets none (see [`writer`]).
+//!   failed append gets none (see `writer`).
 //! * `ts`: RFC 3339 UTC with milliseconds, when the writer encoded the batch.
 //! * `type`: `intent`, `outcome`, `rejected`, `recovered`, `checkpoint` ([`record`] has
 //!   the fields of each).
@@ -56,8 +57,8 @@
 //! * [`record`]: entry types, the line encoder and the strict parser.
 //! * [`chain`]: the hash construction.
 //! * [`redact`]: the `audit.redact_numbers` modes.
-//! * [`writer`]: the writer thread (group commit, checkpoints, rotation, failure).
-//! * [`scan`]: reading and checking records, shared by recovery, verify and query.
+//! * `writer`: the writer thread (group commit, checkpoints, rotation, failure).
+//! * `scan`: reading and checking records, shared by recovery, verify and query.
 //! * [`files`]: file names and durable file-system operations.
 //! * [`verify`], [`query`]: the `meetgate audit` commands' logic.
 //! * [`fault`]: the fault-injection seam for tests.

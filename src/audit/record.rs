@@ -86,8 +86,8 @@ pub enum Recovered {
     },
 }
 
-/// Written by the log itself every N records or T seconds and at clean shutdown, and
-/// copied to the checkpoint file.
+/// Written by the log itself every N records or T seconds, after recovering from a disk
+/// failure, and at clean shutdown; copied to the checkpoint file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {

@@ -612,6 +612,14 @@ enum Checkpointing {
     Always,
 }
 
+/// However the thread ends (close, every handle dropped, a panic), the log is no longer
+/// healthy: nothing will make another record durable.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.healthy.store(false, Ordering::Release);
+    }
+}
+
 enum Wait {
     Command(Command),
     Tick,
