@@ -558,6 +558,17 @@ async fn start_up_refuses_a_damaged_chain_naming_file_and_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = open(settings(dir.path()));
+    let err = AuditLog::open(settings(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
+    log.close().await;
+    let (again, _) = open(settings(dir.path()));
+    again.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fsync_fails_closed_and_the_log_recovers_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());

@@ -93,6 +93,9 @@ pub(crate) struct Writer {
     file: Option<File>,
     outage: Option<Outage>,
     last_checkpoint: Instant,
+    /// The directory, locked (flock) while this writer owns it: a second writer on the same
+    /// files would fork the chain. Released at shutdown.
+    _lock: Option<File>,
 }
 
 impl Writer {
@@ -104,6 +107,7 @@ impl Writer {
         let hasher = ChainHasher::new(settings.hmac_key.as_ref());
         let dir = settings.dir().to_owned();
         std::fs::create_dir_all(&dir).map_err(|e| AuditError::io(&dir, "create directory", e))?;
+        let lock = lock_dir(&dir)?;
         let mut state = LogState::default();
         let rotated =
             files::rotated_files(&settings.path).map_err(|e| AuditError::io(&dir, "list", e))?;
@@ -135,6 +139,7 @@ impl Writer {
             file: Some(file),
             outage: None,
             last_checkpoint: Instant::now(),
+            _lock: Some(lock),
         };
         let repaired = writer.repair(torn, unfinished, Checkpointing::WhenDue);
         let (torn_tail, unfinished) = repaired.map_err(|e| match e {
@@ -598,6 +603,8 @@ impl Writer {
         }
         self.shared.healthy.store(false, Ordering::Release);
         self.file = None;
+        // Before `close()` returns, so the log can be opened again right away.
+        self._lock = None;
     }
 }
 
@@ -674,6 +681,19 @@ impl Batch {
             head: self.cursor.head().to_owned(),
         });
         self.push(ts, body, hasher)
+    }
+}
+
+/// Takes an exclusive, non-blocking flock on the log's directory.
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    let f = File::open(dir).map_err(|e| AuditError::io(dir, "open directory", e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Invalid(format!(
+            "{} is in use by another audit writer (another meetgate?): one writer per directory",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(AuditError::io(dir, "lock", e)),
     }
 }
 
