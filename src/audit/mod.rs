@@ -51,7 +51,8 @@
 //! line anywhere stops start-up with file, line and reason), moves bytes after the last
 //! newline to a quarantine file, then writes a `recovered` record for the torn tail and
 //! one for each intent that has neither an outcome nor an earlier `recovered` record.
-//! The writer does the same after an I/O failure before writing again.
+//! The writer does the same after an I/O failure before writing again. One writer per
+//! directory: `open` takes an exclusive `flock` on it, released by `close`.
 //!
 //! # Modules
 //! * [`record`]: entry types, the line encoder and the strict parser.
