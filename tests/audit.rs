@@ -510,6 +510,23 @@ async fn rotation_continues_the_chain_and_keeps_keep_files() {
     assert_eq!(r.seq, report.head_seq + 1);
     log.close().await;
 
+    // A crash between a rotation's rename and the creation of the new file: no active
+    // file, only rotated ones. The chain continues from the newest rotated file.
+    let active_first = records_of(&path)[0].seq;
+    std::fs::rename(
+        &path,
+        meetgate::audit::files::rotated_name(&path, active_first),
+    )
+    .unwrap();
+    let (log, report) = open(s.clone());
+    assert_eq!(
+        log.append(rejected("after-crash")).await.unwrap().seq,
+        report.head_seq + 1
+    );
+    log.close().await;
+    let v = verify(&log_files(&path), Some(&s.checkpoint_path), None);
+    assert!(v.is_intact(), "{}", v.summary());
+
     // Removing a rotated file from the middle is a gap.
     let rotated = meetgate::audit::files::rotated_files(&path).unwrap();
     let mid = &rotated[1].1;
@@ -520,6 +537,34 @@ async fn rotation_continues_the_chain_and_keeps_keep_files() {
     let mut twice = log_files(&path);
     twice.push(rotated[0].1.clone());
     assert!(!verify(&twice, None, None).is_intact());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_log_checkpoints_after_checkpoint_every_secs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.checkpoint_every_records = 1000;
+    s.checkpoint_every = Duration::from_millis(200);
+    let (log, _) = open(s.clone());
+    let r = log.append(rejected("only")).await.unwrap();
+    let pinned = eventually(Duration::from_secs(3), || {
+        std::fs::read_to_string(&s.checkpoint_path).is_ok_and(|t| t.lines().count() == 1)
+    })
+    .await;
+    assert!(pinned, "no timed checkpoint");
+    let recs = records(&s.path);
+    assert_eq!(recs.len(), 2);
+    match &recs[1].body {
+        Body::Checkpoint(c) => {
+            assert_eq!(c.count, r.seq + 1);
+            assert_eq!(c.head, recs[0].hash);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing new: no further checkpoints while idle, and none at close.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    log.close().await;
+    assert_eq!(records(&s.path).len(), 2);
 }
 
 fn records_of(file: &Path) -> Vec<meetgate::audit::record::Record> {
