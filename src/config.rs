@@ -402,18 +402,106 @@ impl LimitSpec {
     }
 }
 
-/// `[audit]`: the durable audit log.
+/// `[audit]`: the durable, tamper-evident audit log (see [`crate::audit`]).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
+    /// The active log file (JSON Lines). Rotated files, quarantined torn tails and the
+    /// default checkpoint file live next to it, so its directory should hold nothing else.
     pub path: PathBuf,
+    /// The active file is rotated before a write would take it past this size.
+    pub max_file_bytes: u64,
+    /// Rotated files kept besides the active one; older ones are deleted.
+    pub keep_files: usize,
+    /// A secret file whose content (trailing newline removed) keys the hash chain with
+    /// HMAC-SHA256 instead of plain SHA-256, and the `hmac` redaction of numbers.
+    pub hmac_key_file: Option<PathBuf>,
+    /// How participant numbers are written: `none`, `mask` or `hmac`.
+    pub redact_numbers: RedactNumbers,
+    /// A checkpoint record is written after this many records...
+    pub checkpoint_every_records: u64,
+    /// ...or this long after the previous one, whichever comes first.
+    #[serde(with = "secs")]
+    pub checkpoint_every_secs: Duration,
+    /// Where checkpoints are copied for shipping off the host; default `<path>.checkpoints`.
+    pub checkpoint_path: Option<PathBuf>,
+}
+
+/// `audit.redact_numbers`: how participant numbers appear in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactNumbers {
+    /// As forwarded.
+    #[default]
+    None,
+    /// First 3 and last 3 characters kept, the rest `*` (all `*` below 10 characters).
+    Mask,
+    /// `hmac:<hex HMAC-SHA256(audit key, number)>`: searchable with the key, unreadable
+    /// without it. Needs `audit.hmac_key_file`.
+    Hmac,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             path: PathBuf::from("/var/lib/meetgate/audit.jsonl"),
+            max_file_bytes: 64 * 1024 * 1024,
+            keep_files: 10,
+            hmac_key_file: None,
+            redact_numbers: RedactNumbers::None,
+            checkpoint_every_records: 1000,
+            checkpoint_every_secs: Duration::from_secs(60),
+            checkpoint_path: None,
         }
+    }
+}
+
+impl AuditConfig {
+    /// The smallest `max_file_bytes` accepted: below it nearly every batch would rotate.
+    pub const MIN_FILE_BYTES: u64 = 4096;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("audit.path", "must not be empty"));
+        }
+        // An empty relative path has been resolved to the config directory ("dir/").
+        if self.path.file_name().is_none() || self.path.to_string_lossy().ends_with('/') {
+            return Err(ConfigError::invalid("audit.path", "must name a file"));
+        }
+        if self.max_file_bytes < Self::MIN_FILE_BYTES {
+            return Err(ConfigError::invalid(
+                "audit.max_file_bytes",
+                format!("must be at least {}", Self::MIN_FILE_BYTES),
+            ));
+        }
+        if !(1..=100_000).contains(&self.keep_files) {
+            return Err(ConfigError::invalid(
+                "audit.keep_files",
+                "must be between 1 and 100000",
+            ));
+        }
+        if self.checkpoint_every_records == 0 {
+            return Err(ConfigError::invalid(
+                "audit.checkpoint_every_records",
+                "must be at least 1",
+            ));
+        }
+        positive("audit.checkpoint_every_secs", self.checkpoint_every_secs)?;
+        if self.redact_numbers == RedactNumbers::Hmac && self.hmac_key_file.is_none() {
+            return Err(ConfigError::invalid(
+                "audit.redact_numbers",
+                "\"hmac\" needs a key: set audit.hmac_key_file",
+            ));
+        }
+        if let Some(cp) = &self.checkpoint_path {
+            if cp.as_os_str().is_empty() || cp == &self.path {
+                return Err(ConfigError::invalid(
+                    "audit.checkpoint_path",
+                    "must be a file other than audit.path",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -530,6 +618,12 @@ impl Config {
             } => resolve(host_passwords_file),
         }
         resolve(&mut self.audit.path);
+        if let Some(p) = self.audit.hmac_key_file.as_mut() {
+            resolve(p)
+        }
+        if let Some(p) = self.audit.checkpoint_path.as_mut() {
+            resolve(p)
+        }
     }
 
     /// Checks what serde cannot: ranges, formats and combinations.
@@ -591,9 +685,7 @@ impl Config {
                 "must be between 1 and 10000",
             ));
         }
-        if self.audit.path.as_os_str().is_empty() {
-            return Err(ConfigError::invalid("audit.path", "must not be empty"));
-        }
+        self.audit.validate()?;
         Ok(())
     }
 

@@ -25,6 +25,7 @@
 //! # Modules
 //!
 //! * [`app`]: builds the pieces from the configuration and runs them.
+//! * [`audit`]: the durable, hash-chained audit log (write-ahead intents, outcomes, refusals).
 //! * [`server`]: the accept loop and HTTP/1.1 connections.
 //! * [`pipeline`]: the stages above, in order, in one function.
 //! * [`config`]: the typed configuration and secret loading.
@@ -38,6 +39,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -1,15 +1,21 @@
 //! The `meetgate` command: parse the command line, set up logging, run a subcommand.
 //! Start-up errors are printed once with their cause; the exit code is 64 for bad usage or
-//! configuration and 1 for anything else.
+//! configuration and 1 for anything else (for `audit verify`: a broken log).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
 
 use meetgate::app::{self, StartError};
+use meetgate::audit::{
+    self,
+    query::{Format, QueryFilter, RowResult},
+};
 use meetgate::config::{Config, ConfigError, Credentials, LogConfig, LogFormat, ProcessEnv};
+use meetgate::secret::Secret;
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +66,69 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Inspect audit logs: verify their hash chain, query removals.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of audit files (rotated ones included, in any order). Exits 0
+    /// only when intact; otherwise prints the first broken record's file, line and reason.
+    Verify {
+        /// The checkpoint file (ideally the copy shipped off the host): also detects a cut
+        /// tail and a recomputed chain.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// The audit HMAC key, when the log was written with `audit.hmac_key_file`.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+        /// Require the oldest given record to have this seq (1: the files are the whole
+        /// log). Otherwise removed oldest records look like retention.
+        #[arg(long, value_name = "N")]
+        first_seq: Option<u64>,
+        /// Audit files, e.g. `audit.jsonl audit.jsonl.[0-9]*`.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Print removals (intent joined with outcome), one row per request.
+    Query {
+        /// Audit files, in any order.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_name = "ID")]
+        conference: Option<String>,
+        /// A participantID.
+        #[arg(long, value_name = "ID")]
+        participant: Option<String>,
+        /// A participant number; with `hmac` redaction also pass --key-file.
+        #[arg(long, value_name = "N")]
+        number: Option<String>,
+        /// Declared caller ID, peer address or IP, `unix`, or `uid:<n>`.
+        #[arg(long, value_name = "C")]
+        caller: Option<String>,
+        /// RFC 3339, inclusive.
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        since: Option<SystemTime>,
+        /// RFC 3339, exclusive.
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        until: Option<SystemTime>,
+        /// removed | rejected_upstream | unknown | pending | rejected (refused by meetgate).
+        #[arg(long, value_name = "R")]
+        result: Option<RowResult>,
+        /// jsonl | table | csv.
+        #[arg(long, value_name = "FORMAT", default_value = "table")]
+        format: Format,
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
+}
+
+fn parse_time(s: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{e}: use RFC 3339, e.g. 2026-11-25T20:10:21Z"))
 }
 
 /// Exit code for bad usage or configuration (sysexits EX_USAGE).
@@ -72,7 +141,88 @@ fn main() -> ExitCode {
         Command::CheckConfig { config, no_secrets } => check_config(&config, no_secrets),
         Command::Healthcheck { admin } => healthcheck(admin),
         Command::Demo { listen, once } => demo(listen, once),
+        Command::Audit { command } => audit(command),
     }
+}
+
+fn audit(command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify {
+            checkpoint,
+            key_file,
+            first_seq,
+            paths,
+        } => {
+            let key = match read_key(key_file.as_deref()) {
+                Ok(k) => k,
+                Err(code) => return code,
+            };
+            let report =
+                audit::verify::verify_from(&paths, checkpoint.as_deref(), key.as_ref(), first_seq);
+            println!("{}", report.summary());
+            if report.is_intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        AuditCommand::Query {
+            paths,
+            conference,
+            participant,
+            number,
+            caller,
+            since,
+            until,
+            result,
+            format,
+            key_file,
+        } => {
+            let key = match read_key(key_file.as_deref()) {
+                Ok(k) => k,
+                Err(code) => return code,
+            };
+            let filter = QueryFilter {
+                conference,
+                participant,
+                number,
+                caller,
+                since,
+                until,
+                result,
+            };
+            let rows = match audit::query::query(&paths, &filter, key.as_ref()) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    eprintln!("meetgate: audit query: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            match audit::query::write_rows(&mut out, &rows, format) {
+                Ok(()) => ExitCode::SUCCESS,
+                // A closed pipe (`| head`) is not an error worth a message.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("meetgate: audit query: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The `--key-file` of the audit commands, or the usage exit code.
+fn read_key(path: Option<&std::path::Path>) -> Result<Option<Secret>, ExitCode> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    audit::settings::read_key_file("--key-file", path)
+        .map(Some)
+        .map_err(|e| {
+            eprintln!("meetgate: {e}");
+            ExitCode::from(EXIT_USAGE)
+        })
 }
 
 /// Logs to stderr as `[log]` says; `RUST_LOG`, when set, overrides `log.level`.

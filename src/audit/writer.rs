@@ -1,0 +1,757 @@
+//! The writer: one OS thread that owns the active file, with group commit, checkpoints,
+//! rotation, and recovery both at start-up and after an I/O failure.
+//!
+//! # Group commit
+//! Appends arrive on a channel. The thread takes the first one, then everything else that
+//! is already queued (up to `max_batch_records`), encodes them into one buffer, and makes
+//! it durable with one `write` and one `fdatasync`. Only then does each caller's receipt go
+//! out. While a sync is under way new appends queue up and form the next batch, so under
+//! load the batch size grows to (arrival rate × sync latency) without any timer.
+//!
+//! # Failure
+//! A failed write or sync is never retried on the same descriptor: after an fsync error
+//! the kernel may have dropped the dirty pages and a second fsync would report success
+//! for data that is not on disk. Instead the whole batch fails (its callers get an error,
+//! nothing is acknowledged), the file is closed, `healthy()` turns false, and the thread
+//! tries to [`resume`](Writer::resume) with exponential backoff: reopen, re-read and verify
+//! everything after the last offset known to be durable, quarantine a torn tail, fsync,
+//! and write `recovered` records, exactly as start-up recovery does. The chain continues
+//! from what is actually in the file, so seqs of a failed batch that never reached the
+//! file are used again (they were never acknowledged).
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use super::chain::ChainHasher;
+use super::fault::WriteFault;
+use super::files::{self, FileId};
+use super::record::{self, AuditResult, Body, Checkpoint, Recovered};
+use super::scan::{self, ActivePos, LogState, ScanError, Torn};
+use super::{AuditError, AuditSettings, Receipt, RecoveryReport, TornTail, UnfinishedIntent};
+
+/// A request to the writer thread.
+pub(crate) enum Command {
+    Append(Body, oneshot::Sender<Result<Receipt, AuditError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// State shared with [`AuditLog`](super::AuditLog) handles: health and counters.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub healthy: AtomicBool,
+    pub records: AtomicU64,
+    pub batches: AtomicU64,
+    pub bytes: AtomicU64,
+    pub max_batch: AtomicU64,
+    pub last_sync_nanos: AtomicU64,
+    pub total_sync_nanos: AtomicU64,
+    pub failures: AtomicU64,
+    pub recoveries: AtomicU64,
+    pub rotations: AtomicU64,
+    pub checkpoint_file_failures: AtomicU64,
+    pub retention_failures: AtomicU64,
+    pub head_seq: AtomicU64,
+}
+
+/// Why the log is not writing, and when it tries again.
+struct Outage {
+    reason: String,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// What went wrong with a batch.
+enum BatchError {
+    /// The disk (or the file system) failed: the log goes into an outage.
+    Io(io::Error),
+    /// A record could not be encoded; nothing was written, the log is fine.
+    Encode(serde_json::Error),
+}
+
+impl From<io::Error> for BatchError {
+    fn from(e: io::Error) -> Self {
+        BatchError::Io(e)
+    }
+}
+
+/// The writer thread's state. Built (and recovery run) on the caller's thread by
+/// [`Writer::open`], then moved into its own thread by [`Writer::run`].
+pub(crate) struct Writer {
+    settings: AuditSettings,
+    hasher: ChainHasher,
+    shared: Arc<Shared>,
+    /// What is durable on disk.
+    state: LogState,
+    /// The active file; `None` during an outage.
+    file: Option<File>,
+    outage: Option<Outage>,
+    last_checkpoint: Instant,
+    /// The directory, locked (flock) while this writer owns it: a second writer on the same
+    /// files would fork the chain. Released at shutdown.
+    _lock: Option<File>,
+}
+
+impl Writer {
+    /// Start-up: verify every retained file, repair the tail, record what was repaired.
+    pub fn open(
+        settings: AuditSettings,
+        shared: Arc<Shared>,
+    ) -> Result<(Writer, RecoveryReport), AuditError> {
+        let hasher = ChainHasher::new(settings.hmac_key.as_ref());
+        let dir = settings.dir().to_owned();
+        std::fs::create_dir_all(&dir).map_err(|e| AuditError::io(&dir, "create directory", e))?;
+        let lock = lock_dir(&dir)?;
+        let mut state = LogState::default();
+        let rotated =
+            files::rotated_files(&settings.path).map_err(|e| AuditError::io(&dir, "list", e))?;
+        for (_, path) in &rotated {
+            let f = File::open(path).map_err(|e| AuditError::io(path, "open", e))?;
+            scan::scan_file(path, &f, (0, 0), false, &mut state, &hasher)?;
+        }
+        let file = files::open_append(&settings.path)
+            .map_err(|e| AuditError::io(&settings.path, "open", e))?;
+        files::sync_dir(&dir).map_err(|e| AuditError::io(&dir, "fsync directory", e))?;
+        state.active = ActivePos {
+            id: Some(file_id(&file).map_err(|e| AuditError::io(&settings.path, "stat", e))?),
+            ..ActivePos::default()
+        };
+        let torn = scan::scan_file(&settings.path, &file, (0, 0), true, &mut state, &hasher)?;
+        let unfinished = state.open.after(0);
+        let mut report = RecoveryReport {
+            files_scanned: rotated.len() + 1,
+            records_verified: state.records,
+            ..RecoveryReport::default()
+        };
+        repair_checkpoint_file(&settings.checkpoint_path)?;
+
+        let mut writer = Writer {
+            settings,
+            hasher,
+            shared,
+            state,
+            file: Some(file),
+            outage: None,
+            last_checkpoint: Instant::now(),
+            _lock: Some(lock),
+        };
+        let repaired = writer.repair(torn, unfinished, Checkpointing::WhenDue);
+        let (torn_tail, unfinished) = repaired.map_err(|e| match e {
+            BatchError::Io(e) => AuditError::io(&writer.settings.path, "write recovery records", e),
+            BatchError::Encode(e) => AuditError::Invalid(e.to_string()),
+        })?;
+        report.torn_tail = torn_tail;
+        report.unfinished_intents = unfinished;
+        report.head_seq = writer.state.cursor.last_seq();
+        writer
+            .shared
+            .head_seq
+            .store(report.head_seq, Ordering::Relaxed);
+        writer.shared.healthy.store(true, Ordering::Release);
+        Ok((writer, report))
+    }
+
+    /// The thread's loop: until closed, or until every handle is dropped.
+    pub fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let first = match self.wait(&rx) {
+                Wait::Command(c) => c,
+                Wait::Tick => {
+                    self.tick();
+                    continue;
+                }
+                Wait::Disconnected => break,
+            };
+            let (batch, close) = self.gather(first, &rx);
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+            if let Some(done) = close {
+                self.shutdown();
+                let _ = done.send(());
+                return;
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Blocks for the next command, or until a retry or a timed checkpoint is due.
+    fn wait(&self, rx: &Receiver<Command>) -> Wait {
+        let deadline = match &self.outage {
+            Some(o) => Some(o.retry_at),
+            None if self.state.since_checkpoint > 0 => {
+                Some(self.last_checkpoint + self.settings.checkpoint_every)
+            }
+            None => None,
+        };
+        let received = match deadline {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        match received {
+            Ok(c) => Wait::Command(c),
+            Err(RecvTimeoutError::Timeout) => Wait::Tick,
+            Err(RecvTimeoutError::Disconnected) => Wait::Disconnected,
+        }
+    }
+
+    /// The first command plus whatever else is queued: one batch.
+    #[allow(clippy::type_complexity)]
+    fn gather(
+        &self,
+        first: Command,
+        rx: &Receiver<Command>,
+    ) -> (
+        Vec<(Body, oneshot::Sender<Result<Receipt, AuditError>>)>,
+        Option<oneshot::Sender<()>>,
+    ) {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Append(body, reply) => batch.push((body, reply)),
+                // Appends queued after a close are dropped with the channel: they fail.
+                Command::Close(done) => return (batch, Some(done)),
+            }
+            if batch.len() >= self.settings.max_batch_records {
+                break;
+            }
+            // Empty or disconnected: the batch is what has queued so far.
+            next = rx.try_recv().ok();
+        }
+        (batch, None)
+    }
+
+    /// Writes one batch of appends and answers each caller.
+    fn commit(&mut self, batch: Vec<(Body, oneshot::Sender<Result<Receipt, AuditError>>)>) {
+        if self
+            .outage
+            .as_ref()
+            .is_some_and(|o| Instant::now() >= o.retry_at)
+        {
+            self.try_resume();
+        }
+        if let Some(o) = &self.outage {
+            let reason = o.reason.clone();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(AuditError::Unavailable(reason.clone())));
+            }
+            return;
+        }
+        let (bodies, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match self.write_records(bodies, Checkpointing::WhenDue) {
+            Ok(seqs) => {
+                for (seq, reply) in seqs.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(Receipt { seq }));
+                }
+            }
+            Err(e) => {
+                let err = match e {
+                    BatchError::Io(io) => {
+                        let err = AuditError::Unavailable(format!(
+                            "cannot make the record durable in {}: {io}",
+                            self.settings.path.display()
+                        ));
+                        // Unhealthy before any caller hears of the failure.
+                        self.fail(io);
+                        err
+                    }
+                    BatchError::Encode(enc) => AuditError::Invalid(enc.to_string()),
+                };
+                for reply in replies {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+
+    /// A timeout: retry after an outage, or write a timed checkpoint.
+    fn tick(&mut self) {
+        if self.outage.is_some() {
+            self.try_resume();
+            return;
+        }
+        if self.state.since_checkpoint > 0
+            && self.last_checkpoint.elapsed() >= self.settings.checkpoint_every
+        {
+            if let Err(BatchError::Io(e)) = self.write_records(Vec::new(), Checkpointing::Now) {
+                self.fail(e);
+            }
+        }
+    }
+
+    /// Encodes `bodies` (plus any checkpoint that falls due), writes and syncs them, and
+    /// only then takes them into the durable state. Returns the seq of each body.
+    fn write_records(
+        &mut self,
+        bodies: Vec<Body>,
+        checkpointing: Checkpointing,
+    ) -> Result<Vec<u64>, BatchError> {
+        let mut batch = Batch::new(&self.state);
+        let ts = record::format_ts(SystemTime::now());
+        let every = self.settings.checkpoint_every_records;
+        let mut seqs = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            seqs.push(batch.push(&ts, body, &self.hasher)?);
+            if batch.since_checkpoint >= every {
+                batch.push_checkpoint(&ts, &self.hasher)?;
+            }
+        }
+        let time_due = self.last_checkpoint.elapsed() >= self.settings.checkpoint_every;
+        let wanted = match checkpointing {
+            Checkpointing::WhenDue => batch.since_checkpoint > 0 && time_due,
+            Checkpointing::Now => batch.since_checkpoint > 0,
+            Checkpointing::Always => true,
+        };
+        if wanted {
+            batch.push_checkpoint(&ts, &self.hasher)?;
+        }
+        if batch.records.is_empty() {
+            return Ok(seqs);
+        }
+
+        self.rotate_if_needed(batch.buf.len() as u64)?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the audit file is not open"))?;
+        write_active(file, &batch.buf, &self.settings)?;
+        let started = Instant::now();
+        sync_active(file, &self.settings)?;
+        let sync = started.elapsed();
+
+        self.record_success(&batch, sync);
+        for (seq, hash, body, len) in batch.records {
+            self.state.observe_active(seq, &hash, &body, len);
+        }
+        if !batch.checkpoints.is_empty() {
+            self.last_checkpoint = Instant::now();
+            self.copy_checkpoints(&batch.buf, &batch.checkpoints);
+        }
+        Ok(seqs)
+    }
+
+    fn record_success(&self, batch: &Batch, sync: Duration) {
+        let s = &self.shared;
+        let n = batch.records.len() as u64;
+        s.records.fetch_add(n, Ordering::Relaxed);
+        s.batches.fetch_add(1, Ordering::Relaxed);
+        s.bytes.fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
+        s.max_batch.fetch_max(n, Ordering::Relaxed);
+        let nanos = u64::try_from(sync.as_nanos()).unwrap_or(u64::MAX);
+        s.last_sync_nanos.store(nanos, Ordering::Relaxed);
+        s.total_sync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        s.head_seq.store(batch.cursor.last_seq(), Ordering::Relaxed);
+    }
+
+    /// Appends the batch's checkpoint lines to the checkpoint file and syncs it. A failure
+    /// here is counted and logged but does not fail the batch: the checkpoint records are
+    /// already durable in the log itself, and the next checkpoint tries again.
+    fn copy_checkpoints(&self, buf: &[u8], ranges: &[std::ops::Range<usize>]) {
+        let path = &self.settings.checkpoint_path;
+        let result = (|| -> io::Result<()> {
+            let existed = path.exists();
+            let mut f = files::open_append(path)?;
+            for r in ranges {
+                f.write_all(&buf[r.clone()])?;
+            }
+            f.sync_data()?;
+            if !existed {
+                files::sync_dir(files::parent(path))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.shared
+                .checkpoint_file_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(path = %path.display(), error = %e, "cannot append to the audit checkpoint file");
+        }
+    }
+
+    /// Rotates before a write of `incoming` bytes would take the active file past
+    /// `max_file_bytes` (an empty file takes any batch, however large).
+    fn rotate_if_needed(&mut self, incoming: u64) -> io::Result<()> {
+        let active = &self.state.active;
+        if active.len == 0 || active.len + incoming <= self.settings.max_file_bytes {
+            return Ok(());
+        }
+        let first = active
+            .first_seq
+            .ok_or_else(|| io::Error::other("active file has bytes but no first seq"))?;
+        let path = &self.settings.path;
+        let target = files::rotated_name(path, first);
+        if target.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("cannot rotate: {} already exists", target.display()),
+            ));
+        }
+        let dir = files::parent(path);
+        std::fs::rename(path, &target)?;
+        files::sync_dir(dir)?;
+        self.file = None;
+        let file = files::open_append(path)?;
+        files::sync_dir(dir)?;
+        self.state.active = ActivePos {
+            id: Some(file_id(&file)?),
+            ..ActivePos::default()
+        };
+        self.file = Some(file);
+        self.shared.rotations.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(rotated = %target.display(), "audit log rotated");
+        self.apply_retention();
+        Ok(())
+    }
+
+    /// Deletes the oldest rotated files beyond `keep_files`. Failures are logged: keeping
+    /// too much is safe, and must not stop the log.
+    fn apply_retention(&self) {
+        let result = (|| -> io::Result<()> {
+            let rotated = files::rotated_files(&self.settings.path)?;
+            let excess = rotated.len().saturating_sub(self.settings.keep_files);
+            for (_, old) in rotated.iter().take(excess) {
+                std::fs::remove_file(old)?;
+                tracing::info!(deleted = %old.display(), "audit retention: deleted the oldest rotated file");
+            }
+            if excess > 0 {
+                files::sync_dir(files::parent(&self.settings.path))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.shared
+                .retention_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "audit retention failed");
+        }
+    }
+
+    /// Enters an outage after an I/O failure: close the file, fail closed, retry later.
+    fn fail(&mut self, e: io::Error) {
+        self.file = None;
+        self.shared.failures.fetch_add(1, Ordering::Relaxed);
+        self.shared.healthy.store(false, Ordering::Release);
+        let reason = format!("{}: {e}", self.settings.path.display());
+        tracing::error!(%reason, "audit log cannot write: refusing appends until it recovers");
+        let backoff = self.settings.retry_initial;
+        self.outage = Some(Outage {
+            reason,
+            retry_at: Instant::now() + backoff,
+            backoff,
+        });
+    }
+
+    /// One attempt to leave the outage.
+    fn try_resume(&mut self) {
+        match self.resume() {
+            Ok(()) => {
+                self.outage = None;
+                self.shared.recoveries.fetch_add(1, Ordering::Relaxed);
+                self.shared.healthy.store(true, Ordering::Release);
+                tracing::info!(
+                    head_seq = self.state.cursor.last_seq(),
+                    "audit log writing again"
+                );
+            }
+            Err(reason) => {
+                self.file = None;
+                if let Some(o) = self.outage.as_mut() {
+                    o.backoff = (o.backoff * 2).min(self.settings.retry_max);
+                    o.retry_at = Instant::now() + o.backoff;
+                    tracing::debug!(%reason, retry_in = ?o.backoff, "audit log still cannot write");
+                    o.reason = reason;
+                }
+            }
+        }
+    }
+
+    /// Reopens the active file and treats whatever follows the last durable offset like a
+    /// crash would be treated at start-up.
+    fn resume(&mut self) -> Result<(), String> {
+        let path = self.settings.path.clone();
+        let dir = files::parent(&path).to_owned();
+        let io = |op: &str, e: io::Error| format!("{op} {}: {e}", path.display());
+        // A rename or create of an interrupted rotation must be durable before going on.
+        files::sync_dir(&dir).map_err(|e| io("fsync directory of", e))?;
+        let file = files::open_append(&path).map_err(|e| io("open", e))?;
+        let meta = file.metadata().map_err(|e| io("stat", e))?;
+        let id = FileId::of(&meta);
+        let mut state = self.state.clone();
+        let start = if state.active.id == Some(id) {
+            if meta.len() < state.active.len {
+                return Err(format!(
+                    "{} is shorter ({} bytes) than what was already durable ({} bytes): it was truncated; run `meetgate audit verify`",
+                    path.display(),
+                    meta.len(),
+                    state.active.len
+                ));
+            }
+            (state.active.len, state.active.lines)
+        } else {
+            // A new file: the old one was rotated away (or removed) mid-failure.
+            state.active = ActivePos {
+                id: Some(id),
+                ..ActivePos::default()
+            };
+            (0, 0)
+        };
+        let durable_seq = state.cursor.last_seq();
+        let torn = scan::scan_file(&path, &file, start, true, &mut state, &self.hasher)
+            .map_err(|e| AuditError::from(e).to_string())?;
+        // What was read back may exist only in the page cache: make it durable now, on
+        // this new descriptor, before building on it.
+        sync_active(&file, &self.settings).map_err(|e| io("fdatasync", e))?;
+        files::sync_dir(&dir).map_err(|e| io("fsync directory of", e))?;
+        self.file = Some(file);
+        self.state = state;
+        let unfinished = self.state.open.after(durable_seq);
+        // Always write something, ending in a checkpoint that pins the head after the
+        // outage: a resume that wrote nothing would prove nothing about the disk (a full
+        // disk still syncs fine), and `healthy()` would flap with every append.
+        self.repair(torn, unfinished, Checkpointing::Always)
+            .map_err(|e| match e {
+                BatchError::Io(e) => io("write recovery records to", e),
+                BatchError::Encode(e) => e.to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// Quarantines a torn tail, truncates it away, and writes one `recovered` record for
+    /// it and one per unfinished intent.
+    fn repair(
+        &mut self,
+        torn: Option<Torn>,
+        unfinished: Vec<(u64, String, u8)>,
+        checkpointing: Checkpointing,
+    ) -> Result<(Option<TornTail>, Vec<UnfinishedIntent>), BatchError> {
+        let mut bodies = Vec::new();
+        let mut torn_tail = None;
+        if let Some(t) = torn {
+            let quarantine = self.quarantine(&t)?;
+            let name = quarantine
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            tracing::warn!(quarantine = %quarantine.display(), bytes = t.bytes.len(), "audit log had a torn last line: moved to quarantine");
+            bodies.push(Body::Recovered(Recovered::TornTail {
+                quarantine: name,
+                bytes: t.bytes.len() as u64,
+            }));
+            torn_tail = Some(TornTail {
+                quarantine,
+                bytes: t.bytes.len() as u64,
+            });
+        }
+        let mut reported = Vec::new();
+        for (intent_seq, request_id, attempt) in unfinished {
+            tracing::warn!(
+                request_id,
+                attempt,
+                intent_seq,
+                "audit intent without an outcome: result unknown"
+            );
+            bodies.push(Body::Recovered(Recovered::UnfinishedIntent {
+                request_id: request_id.clone(),
+                attempt,
+                intent_seq,
+                result: AuditResult::Unknown,
+            }));
+            reported.push(UnfinishedIntent {
+                request_id,
+                attempt,
+                intent_seq,
+            });
+        }
+        if !bodies.is_empty() || checkpointing == Checkpointing::Always {
+            self.write_records(bodies, checkpointing)?;
+        }
+        Ok((torn_tail, reported))
+    }
+
+    /// Saves the torn bytes to a quarantine file (durably) and only then cuts them off.
+    fn quarantine(&mut self, torn: &Torn) -> io::Result<std::path::PathBuf> {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let target = files::quarantine_name(&self.settings.path, ms);
+        files::write_durably(&target, &torn.bytes)?;
+        let file = self
+            .file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the audit file is not open"))?;
+        file.set_len(torn.offset)?;
+        sync_active(file, &self.settings)?;
+        Ok(target)
+    }
+
+    /// Clean shutdown: a final checkpoint (unless the last record is one), then stop.
+    fn shutdown(&mut self) {
+        if self.outage.is_some() {
+            self.try_resume();
+        }
+        if self.outage.is_none() && !self.state.last_is_checkpoint {
+            if let Err(BatchError::Io(e)) = self.write_records(Vec::new(), Checkpointing::Now) {
+                tracing::error!(error = %e, "audit log: final checkpoint failed");
+            }
+        }
+        self.shared.healthy.store(false, Ordering::Release);
+        self.file = None;
+        // Before `close()` returns, so the log can be opened again right away.
+        self._lock = None;
+    }
+}
+
+/// When a batch ends with a checkpoint record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkpointing {
+    /// When `checkpoint_every_secs` has passed (the record count is checked per record).
+    WhenDue,
+    /// If any record was written since the last checkpoint (timer, shutdown).
+    Now,
+    /// Unconditionally (after an outage, as a write probe).
+    Always,
+}
+
+/// However the thread ends (close, every handle dropped, a panic), the log is no longer
+/// healthy: nothing will make another record durable.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shared.healthy.store(false, Ordering::Release);
+    }
+}
+
+enum Wait {
+    Command(Command),
+    Tick,
+    Disconnected,
+}
+
+/// Records encoded for one write, not yet durable.
+struct Batch {
+    buf: Vec<u8>,
+    cursor: scan::Cursor,
+    since_checkpoint: u64,
+    /// (seq, hash, body, line length) to take into the state once synced.
+    records: Vec<(u64, String, Body, u64)>,
+    /// Where the checkpoint lines are in `buf`.
+    checkpoints: Vec<std::ops::Range<usize>>,
+}
+
+impl Batch {
+    fn new(state: &LogState) -> Batch {
+        Batch {
+            buf: Vec::with_capacity(16 * 1024),
+            cursor: state.cursor.clone(),
+            since_checkpoint: state.since_checkpoint,
+            records: Vec::new(),
+            checkpoints: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, ts: &str, body: Body, hasher: &ChainHasher) -> Result<u64, BatchError> {
+        let seq = self.cursor.next_seq();
+        let start = self.buf.len();
+        let hash = record::encode_into(&mut self.buf, seq, ts, &body, self.cursor.head(), hasher)
+            .map_err(|e| {
+            self.buf.truncate(start);
+            BatchError::Encode(e)
+        })?;
+        self.cursor.advance(seq, &hash);
+        if matches!(body, Body::Checkpoint(_)) {
+            self.since_checkpoint = 0;
+            self.checkpoints.push(start..self.buf.len());
+        } else {
+            self.since_checkpoint += 1;
+        }
+        self.records
+            .push((seq, hash, body, (self.buf.len() - start) as u64));
+        Ok(seq)
+    }
+
+    fn push_checkpoint(&mut self, ts: &str, hasher: &ChainHasher) -> Result<u64, BatchError> {
+        let body = Body::Checkpoint(Checkpoint {
+            count: self.cursor.next_seq(),
+            head: self.cursor.head().to_owned(),
+        });
+        self.push(ts, body, hasher)
+    }
+}
+
+/// Takes an exclusive, non-blocking flock on the log's directory.
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    let f = File::open(dir).map_err(|e| AuditError::io(dir, "open directory", e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Invalid(format!(
+            "{} is in use by another audit writer (another meetgate?): one writer per directory",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(AuditError::io(dir, "lock", e)),
+    }
+}
+
+fn file_id(file: &File) -> io::Result<FileId> {
+    Ok(FileId::of(&file.metadata()?))
+}
+
+/// The one `write` of a batch, through the fault seam.
+fn write_active(mut file: &File, buf: &[u8], settings: &AuditSettings) -> io::Result<()> {
+    if let Some(faults) = &settings.faults {
+        match faults.before_write(buf.len()) {
+            WriteFault::None => {}
+            WriteFault::Fail(e) => return Err(e),
+            WriteFault::Torn(keep, e) => {
+                file.write_all(&buf[..keep])?;
+                return Err(e);
+            }
+        }
+    }
+    file.write_all(buf)
+}
+
+/// The one `fdatasync` of a batch, through the fault seam.
+fn sync_active(file: &File, settings: &AuditSettings) -> io::Result<()> {
+    if let Some(e) = settings.faults.as_ref().and_then(|f| f.before_sync()) {
+        return Err(e);
+    }
+    file.sync_data()
+}
+
+/// The checkpoint file is a copy for shipping; if a crash cut its last line, that line is
+/// dropped (the checkpoint record itself is in the log) so the file stays valid JSON Lines.
+fn repair_checkpoint_file(path: &Path) -> Result<(), AuditError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(AuditError::io(path, "read", e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(path = %path.display(), dropped = bytes.len() - keep, "audit checkpoint file had a torn last line: cut");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| AuditError::io(path, "open", e))?;
+    f.set_len(keep as u64)
+        .and_then(|()| f.sync_data())
+        .map_err(|e| AuditError::io(path, "truncate", e))
+}
+
+impl From<ScanError> for AuditError {
+    fn from(e: ScanError) -> Self {
+        AuditError::Corrupt {
+            file: e.file,
+            line: e.line,
+            reason: e.reason,
+        }
+    }
+}
