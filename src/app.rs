@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Health};
+use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError, Credentials};
 use crate::pipeline::Gateway;
 use crate::server::{self, Server};
@@ -27,6 +28,8 @@ use crate::upstream::Upstream;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         key: &'static str,
@@ -91,6 +94,8 @@ impl Running {
         if let Some(path) = &self.unix_path {
             let _ = std::fs::remove_file(path);
         }
+        // Last: a final checkpoint, synced, after the last outcome.
+        self.gateway.audit().close().await;
         drained
     }
 }
@@ -98,14 +103,21 @@ impl Running {
 /// Builds everything from `config` and starts serving.
 pub async fn start(config: &Config, credentials: Credentials) -> Result<Running, StartError> {
     let upstream = Upstream::new(&config.upstream)?;
+    let audit = open_audit(config).await?;
     let tokens = TokenService::new(
         upstream.clone(),
         credentials,
         TokenSettings::from(&config.token),
     );
-    let gateway = Arc::new(Gateway::new(config, upstream.clone(), tokens.clone()));
+    let gateway = Arc::new(Gateway::new(
+        config,
+        upstream.clone(),
+        tokens.clone(),
+        audit.clone(),
+    ));
     gateway.metrics().add_source(Arc::new(tokens));
     gateway.metrics().add_source(Arc::new(upstream));
+    gateway.metrics().add_source(Arc::new(audit));
 
     let tcp = bind_tcp("listen.addr", config.listen.addr).await?;
     let api_addr = local_addr("listen.addr", &tcp)?;
@@ -143,6 +155,29 @@ pub async fn start(config: &Config, credentials: Credentials) -> Result<Running,
         server,
         admin,
     })
+}
+
+/// Opens the audit log, running its crash recovery (blocking file I/O, off the runtime).
+async fn open_audit(config: &Config) -> Result<AuditLog, StartError> {
+    let settings = AuditLog::settings_from(&config.audit)?;
+    let (log, report) = tokio::task::spawn_blocking(move || AuditLog::open(settings))
+        .await
+        .map_err(|e| {
+            crate::audit::AuditError::Unavailable(format!("audit recovery did not finish: {e}"))
+        })??;
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!(quarantine = %torn.quarantine.display(), bytes = torn.bytes, "audit log: torn last record moved to quarantine");
+    }
+    for intent in &report.unfinished_intents {
+        tracing::warn!(request_id = %intent.request_id, attempt = intent.attempt, "audit log: removal with unknown outcome found at start-up");
+    }
+    tracing::info!(
+        files = report.files_scanned,
+        records = report.records_verified,
+        head_seq = report.head_seq,
+        "audit log verified"
+    );
+    Ok(log)
 }
 
 async fn bind_tcp(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -102,6 +102,8 @@ pub enum GatewayError {
     AmbiguousFraming(&'static str),
     #[error("the audit log cannot record this removal durably ({0}); nothing was forwarded: retry later")]
     AuditUnavailable(String),
+    #[error("the removal was forwarded and the upstream answered {status}, but the audit log could not record the outcome durably: check the meeting before retrying")]
+    OutcomeUnrecorded { status: u16 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -135,6 +137,7 @@ impl GatewayError {
             Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             AmbiguousFraming(_) => StatusCode::BAD_REQUEST,
             AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OutcomeUnrecorded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -169,6 +172,7 @@ impl GatewayError {
             Overloaded => "MEETGATE.OVERLOADED",
             AmbiguousFraming(_) => "MEETGATE.BAD_REQUEST",
             AuditUnavailable(_) => "MEETGATE.AUDIT_UNAVAILABLE",
+            OutcomeUnrecorded { .. } => "MEETGATE.AUDIT_UNAVAILABLE",
             Internal(_) => "MEETGATE.INTERNAL",
         }
     }

@@ -15,26 +15,32 @@
 //!
 //! | stage | module | refuses with |
 //! |---|---|---|
-//! | 1. route | [`route`] | 404 / 405 / 400 |
+//! | 1. route (and message hygiene: framing, upgrades) | [`route`] | 404 / 405 / 400 |
 //! | 2. read + validate body | [`validate`] | 413 / 415 / 408 / 400 |
 //! | 3. rate limit (global, per conference, per caller; cost = attendees) | [`ratelimit`] | 429 |
 //! | 4. control token (cache, single-flight, renewal) | [`token`] | 503 / 502 / 4xx |
-//! | 5. forward (TLS, pooled; one retry only on "token invalid") | [`upstream`] | 502 / 504 |
-//! | 6. respond (upstream status and body relayed) | [`pipeline`] | — |
+//! | 5. audit intent, durable before anything is sent | [`audit`] | 503 (fail closed) |
+//! | 6. forward (TLS, pooled; one retry only on "token invalid") | [`upstream`] | 502 / 504 / 503 |
+//! | 7. audit outcome, durable before the caller hears it | [`audit`] | 503 |
+//! | 8. respond (upstream status and body relayed) | [`pipeline`] | — |
+//!
+//! Refusals after stage 1 are recorded as `rejected` audit records.
 //!
 //! # Modules
 //!
-//! * [`app`]: builds the pieces from the configuration and runs them.
-//! * [`audit`]: the durable, hash-chained audit log (write-ahead intents, outcomes, refusals).
-//! * [`server`]: the accept loop and HTTP/1.1 connections.
+//! * [`app`]: builds the pieces from the configuration, runs, reloads and stops them.
+//! * [`server`]: listeners, connection limits and clocks, HTTP/1.1 connections.
+//! * [`framing`]: spots ambiguous request framing (smuggling attempts) on the wire.
 //! * [`pipeline`]: the stages above, in order, in one function.
+//! * [`route`], [`validate`], [`ratelimit`], [`token`], [`audit`], [`upstream`]: the stages.
+//! * [`admin`]: health, readiness and metrics listener; [`metrics`]: what it exposes.
 //! * [`config`]: the typed configuration and secret loading.
 //! * [`error`]: the one error enum, and the only table mapping errors to HTTP.
-//! * [`ratelimit`]: governor limiters checked all-or-nothing.
 //! * [`secret`]: secret strings that never print and are zeroised.
 //! * [`rand`]: nonces, jitter and request IDs.
 //! * [`sim`]: the upstream simulator (`meeting-sim`) that tests, benchmarks and the demo
 //!   run against, an independent implementation of the server side.
+//! * [`faultproxy`]: a TCP proxy that injects network faults, for tests and soak runs.
 //! * [`demo`]: the quick start: simulator and gateway together on loopback.
 
 pub mod admin;

@@ -251,3 +251,69 @@ impl LiveSource for crate::upstream::Upstream {
         });
     }
 }
+
+/// Audit-writer values.
+impl LiveSource for crate::audit::AuditLog {
+    fn samples(&self, out: &mut Vec<Sample>) {
+        let s = self.stats();
+        let counters = [
+            ("audit_records", "Audit records written durably", s.records),
+            (
+                "audit_syncs",
+                "Audit write + fdatasync rounds (group commits)",
+                s.batches,
+            ),
+            (
+                "audit_failures",
+                "Audit batches that could not be made durable",
+                s.failures,
+            ),
+            ("audit_rotations", "Audit log rotations", s.rotations),
+        ];
+        for (name, help, v) in counters {
+            out.push(Sample {
+                name,
+                help,
+                counter: true,
+                kind: None,
+                value: v as f64,
+            });
+        }
+        let gauges = [
+            (
+                "audit_healthy",
+                "1 while the audit log accepts records",
+                if s.healthy { 1.0 } else { 0.0 },
+            ),
+            (
+                "audit_sync_seconds_last",
+                "Latency of the last audit write + fdatasync",
+                s.last_sync.as_secs_f64(),
+            ),
+            (
+                "audit_sync_seconds_avg",
+                "Mean latency of audit write + fdatasync",
+                s.avg_sync.as_secs_f64(),
+            ),
+            (
+                "audit_batch_size_mean",
+                "Mean records per audit fdatasync",
+                s.mean_batch(),
+            ),
+            (
+                "audit_batch_size_max",
+                "Largest number of records in one audit fdatasync",
+                s.max_batch as f64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            out.push(Sample {
+                name,
+                help,
+                counter: false,
+                kind: None,
+                value,
+            });
+        }
+    }
+}

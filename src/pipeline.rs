@@ -16,6 +16,7 @@ use hyper::body::Body;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 
+use crate::audit::{self, AuditLog, AuditResult, Entry};
 use crate::config::{Config, Credentials, ErrorMatch, LimitsConfig};
 use crate::error::{set_rate_limit_headers, GatewayError};
 use crate::metrics::{LimitLabels, Metrics, RequestLabels};
@@ -48,6 +49,15 @@ pub struct Peer {
     pub id: PeerId,
     /// Set when the connection's byte stream showed ambiguous framing (see `framing`).
     pub ambiguous_framing: Option<&'static str>,
+}
+
+impl PeerId {
+    fn audit_identity(&self) -> audit::PeerIdentity {
+        match *self {
+            PeerId::Tcp(addr) => audit::PeerIdentity::Tcp(addr),
+            PeerId::Unix { uid, gid, pid } => audit::PeerIdentity::Unix { uid, gid, pid },
+        }
+    }
 }
 
 impl Peer {
@@ -102,6 +112,7 @@ pub struct Gateway {
     rate_limits: RateLimits,
     upstream: Upstream,
     tokens: TokenService,
+    audit: AuditLog,
     in_flight: Semaphore,
     metrics: Arc<Metrics>,
 }
@@ -125,17 +136,28 @@ impl Settings {
     }
 }
 
-/// What happened to one request, for the request log line and the response headers.
+/// What is known about one request as it goes through the stages: for its audit records,
+/// the request log line and the response headers.
 struct Outcome {
+    request_id: String,
     conference: Option<ConferenceId>,
+    caller: audit::Caller,
+    participants: Option<Vec<audit::Participant>>,
     attempts: u8,
     rate_limit: RateLimitHeaders,
     /// Time spent in upstream removal calls.
     upstream: Duration,
+    /// An outcome record already says how the request ended.
+    settled: bool,
 }
 
 impl Gateway {
-    pub fn new(config: &Config, upstream: Upstream, tokens: TokenService) -> Gateway {
+    pub fn new(
+        config: &Config,
+        upstream: Upstream,
+        tokens: TokenService,
+        audit: AuditLog,
+    ) -> Gateway {
         Gateway {
             settings: RwLock::new(Arc::new(Settings::from_config(config))),
             rate_limits: RateLimits::new(&config.rate_limit),
@@ -143,6 +165,7 @@ impl Gateway {
             metrics: Arc::new(Metrics::new()),
             upstream,
             tokens,
+            audit,
         }
     }
 
@@ -166,7 +189,11 @@ impl Gateway {
 
     /// Whether the audit log can take records.
     pub fn audit_healthy(&self) -> bool {
-        true
+        self.audit.healthy()
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -195,10 +222,17 @@ impl Gateway {
         let request_id = crate::rand::request_id();
         let method = req.method().clone();
         let mut outcome = Outcome {
+            request_id: request_id.clone(),
             conference: None,
+            caller: audit::Caller {
+                peer: peer.id.audit_identity(),
+                declared: None,
+            },
+            participants: None,
             attempts: 0,
             rate_limit: RateLimitHeaders::default(),
             upstream: Duration::ZERO,
+            settled: false,
         };
         // Excess requests get a quick 503 rather than queueing without bound.
         let permit = self.in_flight.try_acquire();
@@ -221,6 +255,7 @@ impl Gateway {
                     }
                 }
                 tracing::debug!(request_id, error = %e, "refused");
+                self.record_refusal(&outcome, &e).await;
                 e.to_response()
             }
         };
@@ -279,7 +314,9 @@ impl Gateway {
         //    request, so invalid requests cost nothing.
         let settings = self.settings();
         let declared = declared_caller(req.headers(), &settings.caller_header)?;
+        outcome.caller.declared.clone_from(&declared);
         let body = read_valid_body(req, &settings.limits).await?;
+        outcome.participants = Some(participants(&body));
 
         // 3. Rate limit: before the token stage, so a refused request causes no upstream call.
         let caller_key = declared.clone().unwrap_or_else(|| peer.rate_key());
@@ -299,20 +336,85 @@ impl Gateway {
             .token_wait_seconds
             .observe(waited.elapsed().as_secs_f64());
 
-        // 5. Forward, and recover once if the upstream says the token is invalid: the
-        //    removal cannot have happened then, so a retry cannot remove anyone twice.
-        outcome.attempts = 1;
-        let mut answer = self.forward(&conference, &token, &body, outcome).await?;
+        // 5-7. Audit the intent, forward, audit the outcome (see `attempt`). Recover once
+        //    if the upstream says the token is invalid: the removal cannot have happened
+        //    then, so the retry cannot remove anyone twice.
+        let mut answer = self.attempt(&conference, &token, &body, 1, outcome).await?;
         if is_invalid_token(&answer, &settings.invalid_token_errors) {
             tracing::info!(conference = %conference, "upstream refused the control token; refreshing and retrying once");
+            outcome.settled = false;
             self.tokens.invalidate(&conference, &token);
             let fresh = self.control_token(&conference).await?;
-            outcome.attempts = 2;
-            answer = self.forward(&conference, &fresh, &body, outcome).await?;
+            answer = self.attempt(&conference, &fresh, &body, 2, outcome).await?;
         }
 
-        // 6. Respond with the upstream's answer.
+        // 8. Respond with the upstream's answer.
         Ok(relay(answer))
+    }
+
+    /// One forwarding attempt between its two durable audit records.
+    async fn attempt(
+        &self,
+        conference: &ConferenceId,
+        token: &ControlToken,
+        body: &DeleteBody,
+        attempt: u8,
+        outcome: &mut Outcome,
+    ) -> Result<Answer, GatewayError> {
+        // 5. Audit intent: durable before anything is sent, so that no removal can happen
+        //    without a record of it. If it cannot be recorded, nothing is sent.
+        let intent = audit::Intent {
+            request_id: outcome.request_id.clone(),
+            conference_id: conference.to_string(),
+            caller: outcome.caller.clone(),
+            participants: participants(body),
+            attempt,
+        };
+        self.audit
+            .append(Entry::Intent(intent))
+            .await
+            .map_err(|e| GatewayError::AuditUnavailable(e.to_string()))?;
+        outcome.attempts = attempt;
+
+        // 6. Forward.
+        let sent = Instant::now();
+        let result = self.forward(conference, token, body, outcome).await;
+
+        // 7. Audit outcome: durable before the caller learns the answer.
+        let record = outcome_record(&outcome.request_id, attempt, &result, sent.elapsed());
+        let status = record.status;
+        if let Err(e) = self.audit.append(Entry::Outcome(record)).await {
+            tracing::error!(request_id = %outcome.request_id, error = %e, "outcome not recorded");
+            return Err(GatewayError::OutcomeUnrecorded { status });
+        }
+        outcome.settled = true;
+        result
+    }
+
+    /// Writes the `rejected` record of a request meetgate refused after routing it, unless
+    /// an outcome record already tells how it ended. A refusal is answered even when this
+    /// record cannot be written: nothing was forwarded.
+    async fn record_refusal(&self, outcome: &Outcome, e: &GatewayError) {
+        let (Some(conference), false) = (&outcome.conference, outcome.settled) else {
+            return;
+        };
+        if matches!(
+            e,
+            GatewayError::AuditUnavailable(_) | GatewayError::OutcomeUnrecorded { .. }
+        ) {
+            return;
+        }
+        let record = audit::Rejected {
+            request_id: outcome.request_id.clone(),
+            conference_id: Some(conference.to_string()),
+            caller: outcome.caller.clone(),
+            reason: e.code().to_owned(),
+            status: e.status().as_u16(),
+            participants: outcome.participants.clone(),
+        };
+        if let Err(err) = self.audit.append(Entry::Rejected(record)).await {
+            tracing::warn!(request_id = %outcome.request_id, error = %err, "refusal not recorded");
+        }
     }
 
     async fn control_token(&self, conference: &ConferenceId) -> Result<ControlToken, GatewayError> {
@@ -385,6 +487,64 @@ fn is_invalid_token(answer: &Answer, errors: &[ErrorMatch]) -> bool {
     errors
         .iter()
         .any(|m| m.status == answer.status.as_u16() && m.error_code == code)
+}
+
+/// The attendees as the audit log records them: exactly as forwarded.
+fn participants(body: &DeleteBody) -> Vec<audit::Participant> {
+    body.attendees
+        .iter()
+        .map(|a| audit::Participant {
+            number: a.number.clone(),
+            participant_id: a.participant_id.clone(),
+        })
+        .collect()
+}
+
+/// The outcome record of one forwarding attempt.
+fn outcome_record(
+    request_id: &str,
+    attempt: u8,
+    result: &Result<Answer, GatewayError>,
+    latency: Duration,
+) -> audit::Outcome {
+    let mut record = audit::Outcome {
+        request_id: request_id.to_owned(),
+        attempt,
+        status: 0,
+        result: AuditResult::Unknown,
+        error_code: None,
+        error_msg: None,
+        upstream_request_id: None,
+        latency_ms: latency.as_secs_f64() * 1e3,
+    };
+    match result {
+        Ok(answer) => {
+            record.status = answer.status.as_u16();
+            record.upstream_request_id = answer.request_id().map(str::to_owned);
+            if answer.status.is_success() {
+                record.result = AuditResult::Removed;
+            } else {
+                record.result = AuditResult::RejectedUpstream;
+                if let Some((code, msg)) = answer.error() {
+                    record.error_code = Some(code);
+                    record.error_msg = Some(msg).filter(|m| !m.is_empty());
+                }
+            }
+        }
+        Err(e) => {
+            record.status = e.status().as_u16();
+            record.error_code = Some(e.code().to_owned());
+            record.result = match e {
+                // No connection was made: the request never left meetgate.
+                GatewayError::UpstreamUnreachable { .. }
+                | GatewayError::UpstreamTls { .. }
+                | GatewayError::ConnectTimeout(_)
+                | GatewayError::UpstreamUnavailable { .. } => AuditResult::NotSent,
+                _ => AuditResult::Unknown,
+            };
+        }
+    }
+    record
 }
 
 /// The `outcome` label of `meetgate_requests_total`.

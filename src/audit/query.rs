@@ -30,6 +30,8 @@ pub enum RowResult {
     RejectedUpstream,
     /// The outcome is unknown (timeout, lost connection, or recovered after a crash).
     Unknown,
+    /// Recorded as intended, but never sent (no connection to the upstream).
+    NotSent,
     /// An intent without outcome nor recovered record: in flight, or meetgate has not
     /// restarted since it stopped.
     Pending,
@@ -43,6 +45,7 @@ impl RowResult {
             RowResult::Removed => "removed",
             RowResult::RejectedUpstream => "rejected_upstream",
             RowResult::Unknown => "unknown",
+            RowResult::NotSent => "not_sent",
             RowResult::Pending => "pending",
             RowResult::Rejected => "rejected",
         }
@@ -56,11 +59,12 @@ impl FromStr for RowResult {
             "removed" => RowResult::Removed,
             "rejected_upstream" => RowResult::RejectedUpstream,
             "unknown" => RowResult::Unknown,
+            "not_sent" => RowResult::NotSent,
             "pending" => RowResult::Pending,
             "rejected" => RowResult::Rejected,
             _ => {
                 return Err(format!(
-                    "unknown result {s:?}: use removed, rejected_upstream, unknown, pending or rejected"
+                    "unknown result {s:?}: use removed, rejected_upstream, unknown, not_sent, pending or rejected"
                 ))
             }
         })
@@ -73,6 +77,7 @@ impl From<AuditResult> for RowResult {
             AuditResult::Removed => RowResult::Removed,
             AuditResult::RejectedUpstream => RowResult::RejectedUpstream,
             AuditResult::Unknown => RowResult::Unknown,
+            AuditResult::NotSent => RowResult::NotSent,
         }
     }
 }

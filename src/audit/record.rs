@@ -222,6 +222,9 @@ pub enum AuditResult {
     /// Timeout or connection lost after the request was written: it may or may not have
     /// been applied.
     Unknown,
+    /// The request never left meetgate after its intent was recorded (no connection could
+    /// be made, TLS failed, or the upstream circuit breaker was open): nothing was removed.
+    NotSent,
 }
 
 impl AuditResult {
@@ -230,6 +233,7 @@ impl AuditResult {
             AuditResult::Removed => "removed",
             AuditResult::RejectedUpstream => "rejected_upstream",
             AuditResult::Unknown => "unknown",
+            AuditResult::NotSent => "not_sent",
         }
     }
 }
