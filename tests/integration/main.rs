@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit_trail;
 mod fuzz_corpus;
 mod lifecycle;
 mod operations;

@@ -135,14 +135,32 @@ impl Setup {
     }
 }
 
-/// Inserts `key = value` lines into their sections, adding sections that are missing.
+/// Sets `key = value` lines in their sections: replaces the key where the section has it,
+/// else inserts the line, adding sections that are missing.
 pub fn with_lines(toml: &str, lines: &[(String, String)]) -> String {
     let mut out = toml.to_owned();
     for (section, line) in lines {
         let header = format!("[{section}]\n");
-        match out.find(&header) {
-            Some(at) => out.insert_str(at + header.len(), &format!("{line}\n")),
-            None => out.push_str(&format!("\n{header}{line}\n")),
+        let key = line.split('=').next().unwrap_or("").trim();
+        let Some(at) = out.find(&header) else {
+            out.push_str(&format!("\n{header}{line}\n"));
+            continue;
+        };
+        let body_start = at + header.len();
+        let body_end = out[body_start..]
+            .find("\n[")
+            .map(|i| body_start + i)
+            .unwrap_or(out.len());
+        let existing = out[body_start..body_end]
+            .lines()
+            .find(|l| l.split('=').next().map(str::trim) == Some(key))
+            .map(str::to_owned);
+        match existing {
+            Some(old) => {
+                let pos = body_start + out[body_start..body_end].find(&old).unwrap_or(0);
+                out.replace_range(pos..pos + old.len(), line);
+            }
+            None => out.insert_str(body_start, &format!("{line}\n")),
         }
     }
     out
@@ -379,9 +397,16 @@ pub fn body_with(n: usize) -> String {
 /// Sends raw bytes over TCP and reads one HTTP/1.1 response (head and Content-Length body).
 /// Returns the response text; an empty string if the server closed without answering.
 pub async fn raw_http(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    try_raw_http(addr, request)
+        .await
+        .expect("connect and write")
+}
+
+/// [`raw_http`], but `None` when the connection cannot be made or written to.
+pub async fn try_raw_http(addr: std::net::SocketAddr, request: &[u8]) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(request).await.expect("write");
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(request).await.ok()?;
     let mut buf = Vec::new();
     let read = async {
         let mut chunk = [0u8; 4096];
@@ -405,7 +430,7 @@ pub async fn raw_http(addr: std::net::SocketAddr, request: &[u8]) -> String {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(15), read).await;
-    String::from_utf8_lossy(&buf).into_owned()
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
