@@ -40,6 +40,7 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub connections_refused: Counter,
     pub token_wait_seconds: Histogram,
+    pub audit_wait_seconds: Histogram,
 }
 
 /// Where scrape-time values come from.
@@ -83,6 +84,7 @@ impl Metrics {
             in_flight: Gauge::default(),
             connections_refused: Counter::default(),
             token_wait_seconds: Histogram::new(latency_buckets()),
+            audit_wait_seconds: Histogram::new(latency_buckets()),
         };
         registry.register(
             "requests",
@@ -108,6 +110,11 @@ impl Metrics {
             "token_wait_seconds",
             "Time a request waited for its control token",
             m.token_wait_seconds.clone(),
+        );
+        registry.register(
+            "audit_wait_seconds",
+            "Time a forwarded request waited for its intent and outcome records to be durable",
+            m.audit_wait_seconds.clone(),
         );
         registry.register(
             "rate_limited",

@@ -370,10 +370,12 @@ impl Gateway {
             participants: participants(body),
             attempt,
         };
+        let waited = Instant::now();
         self.audit
             .append(Entry::Intent(intent))
             .await
             .map_err(|e| GatewayError::AuditUnavailable(e.to_string()))?;
+        let mut audit_wait = waited.elapsed();
         outcome.attempts = attempt;
 
         // 6. Forward.
@@ -383,7 +385,13 @@ impl Gateway {
         // 7. Audit outcome: durable before the caller learns the answer.
         let record = outcome_record(&outcome.request_id, attempt, &result, sent.elapsed());
         let status = record.status;
-        if let Err(e) = self.audit.append(Entry::Outcome(record)).await {
+        let waited = Instant::now();
+        let recorded = self.audit.append(Entry::Outcome(record)).await;
+        audit_wait += waited.elapsed();
+        self.metrics
+            .audit_wait_seconds
+            .observe(audit_wait.as_secs_f64());
+        if let Err(e) = recorded {
             tracing::error!(request_id = %outcome.request_id, error = %e, "outcome not recorded");
             return Err(GatewayError::OutcomeUnrecorded { status });
         }

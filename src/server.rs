@@ -202,75 +202,10 @@ impl Server {
             return;
         };
         tokio::spawn(async move {
-            self.serve_connection(stream, peer, shutdown).await;
+            serve_connection(self.gateway.clone(), &self.settings, stream, peer, shutdown).await;
             drop(permit);
             drop(alive);
         });
-    }
-
-    async fn serve_connection<S>(
-        &self,
-        stream: S,
-        peer: PeerId,
-        mut shutdown: watch::Receiver<bool>,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let state = Arc::new(ConnState::new(self.settings.max_header_bytes));
-        let io = Guard {
-            io: stream,
-            state: state.clone(),
-        };
-        let gateway = self.gateway.clone();
-        let svc_state = state.clone();
-        let svc_peer = peer.clone();
-        let service = service_fn(move |req| {
-            let gateway = gateway.clone();
-            let state = svc_state.clone();
-            let peer = Peer {
-                id: svc_peer.clone(),
-                ambiguous_framing: state.framing(),
-            };
-            async move {
-                state.enter(Phase::Active);
-                let resp = gateway.handle(req, &peer).await;
-                state.enter(Phase::Idle);
-                Ok::<_, Infallible>(resp)
-            }
-        });
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            // Our own clocks (see the module header) replace hyper's header timer.
-            .header_read_timeout(None)
-            .keep_alive(true)
-            .max_headers(self.settings.max_headers)
-            .max_header_size(self.settings.max_header_bytes);
-        let conn = http.serve_connection(TokioIo::new(io), service);
-        tokio::pin!(conn);
-        let mut draining = false;
-        loop {
-            let deadline = state.deadline(&self.settings);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(?peer, error = %e, "connection ended with an error");
-                    }
-                    return;
-                }
-                () = sleep_until(deadline) => {
-                    if state.expired(&self.settings) {
-                        tracing::debug!(?peer, phase = ?state.phase(), "connection timed out; closing");
-                        return;
-                    }
-                }
-                () = state.changed.notified() => {}
-                () = stopped(&mut shutdown), if !draining => {
-                    // Finish the request in flight, then close.
-                    conn.as_mut().graceful_shutdown();
-                    draining = true;
-                }
-            }
-        }
     }
 
     /// Answers a connection that is not served with a short canned response, then closes it.
@@ -300,6 +235,73 @@ impl Server {
             .await;
             drop(permit);
         });
+    }
+}
+
+/// Serves one connection over any byte stream (a socket, or an in-memory pipe in tests and
+/// fuzzing): HTTP/1.1 with the connection's clocks and framing inspection.
+pub async fn serve_connection<S>(
+    gateway: Arc<Gateway>,
+    settings: &Settings,
+    stream: S,
+    peer: PeerId,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let state = Arc::new(ConnState::new(settings.max_header_bytes));
+    let io = Guard {
+        io: stream,
+        state: state.clone(),
+    };
+    let svc_state = state.clone();
+    let svc_peer = peer.clone();
+    let service = service_fn(move |req| {
+        let gateway = gateway.clone();
+        let state = svc_state.clone();
+        let peer = Peer {
+            id: svc_peer.clone(),
+            ambiguous_framing: state.framing(),
+        };
+        async move {
+            state.enter(Phase::Active);
+            let resp = gateway.handle(req, &peer).await;
+            state.enter(Phase::Idle);
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        // Our own clocks (see the module header) replace hyper's header timer.
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_headers(settings.max_headers)
+        .max_header_size(settings.max_header_bytes);
+    let conn = http.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        let deadline = state.deadline(settings);
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(?peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = sleep_until(deadline) => {
+                if state.expired(settings) {
+                    tracing::debug!(?peer, phase = ?state.phase(), "connection timed out; closing");
+                    return;
+                }
+            }
+            () = state.changed.notified() => {}
+            () = stopped(&mut shutdown), if !draining => {
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+        }
     }
 }
 
