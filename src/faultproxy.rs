@@ -34,7 +34,8 @@ pub enum Mode {
     Refuse,
     Latency(Duration),
     Blackhole,
-    /// One-shot: applies to the next answer on a connection idle for at least 50 ms.
+    /// One-shot: applies to the next answer to a request sent on a connection that had been
+    /// idle for at least 50 ms (so TLS handshake flights are not mistaken for answers).
     ResetNextResponse,
     SlowResponse {
         bytes: usize,
@@ -65,6 +66,9 @@ struct ConnCtl {
     last: Mutex<Instant>,
     /// The client sent bytes the upstream has not answered yet.
     awaiting: std::sync::atomic::AtomicBool,
+    /// The client's current flight began after the connection had been idle: it is a
+    /// request on an established connection, so the next bytes back are its answer.
+    request_after_idle: std::sync::atomic::AtomicBool,
     close: Notify,
 }
 
@@ -192,6 +196,7 @@ async fn forward(client: TcpStream, shared: Arc<Shared>) {
     let ctl = Arc::new(ConnCtl {
         last: Mutex::new(Instant::now()),
         awaiting: std::sync::atomic::AtomicBool::new(false),
+        request_after_idle: std::sync::atomic::AtomicBool::new(false),
         close: Notify::new(),
     });
     lock(&shared.conns).insert(id, ctl.clone());
@@ -234,12 +239,19 @@ async fn pump(
         };
         ctl.awaiting
             .store(dir == Direction::ToUpstream, Ordering::SeqCst);
+        let answers_a_request = match dir {
+            Direction::ToUpstream => {
+                if idle_before >= Duration::from_millis(50) {
+                    ctl.request_after_idle.store(true, Ordering::SeqCst);
+                }
+                false
+            }
+            Direction::ToClient => ctl.request_after_idle.swap(false, Ordering::SeqCst),
+        };
         let mode = lock(&shared.mode).clone();
         match (&mode, dir) {
             (Mode::Latency(d), _) => tokio::time::sleep(*d).await,
-            (Mode::ResetNextResponse, Direction::ToClient)
-                if idle_before >= Duration::from_millis(50) =>
-            {
+            (Mode::ResetNextResponse, Direction::ToClient) if answers_a_request => {
                 // The upstream answered; the caller gets a reset instead.
                 *lock(&shared.mode) = Mode::Pass;
                 shared.resets.fetch_add(1, Ordering::Relaxed);

@@ -4,6 +4,7 @@
 mod support;
 
 mod audit_trail;
+mod faults;
 mod fuzz_corpus;
 mod lifecycle;
 mod operations;
