@@ -979,7 +979,7 @@ pub fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
         return Err(ConfigError::invalid(
             key,
             format!(
-                "secret file {} is readable by group or others (mode {mode:04o}): run `chmod 600 {}` (in Kubernetes, set defaultMode: 0400 on the secret volume)",
+                "secret file {} is readable by group or others (mode {mode:04o}): run `chmod 600 {}` (in Kubernetes, a Secret volume with fsGroup is always group-readable: copy the key to an emptyDir with mode 0400, as deploy/kubernetes does)",
                 path.display(),
                 path.display()
             ),
