@@ -2,7 +2,7 @@
 //!
 //! [`Gateway::handle`] never fails: whatever happens, the caller gets a response with an
 //! `X-Request-Id`. The stages are plain `async fn`s called in order from
-//! [`Gateway::remove`]; each returns early with a [`GatewayError`] that becomes the response.
+//! `Gateway::remove`; each returns early with a [`GatewayError`] that becomes the response.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

@@ -9,7 +9,7 @@
 //!
 //! The limits are governor GCRA limiters. governor checks one limiter atomically but cannot
 //! undo a check, so all-or-nothing across several limiters is built from two pieces: every
-//! check runs under one short lock, and the limiters keep their state in a [`Store`] that can
+//! check runs under one short lock, and the limiters keep their state in a `Store` that can
 //! run in *dry-run* mode (decide, but store nothing). A request is first checked dry against
 //! every limit; only if all pass is it checked again for real. Time only moves forward between
 //! the two runs, so the real run passes too.

@@ -9,7 +9,7 @@
 //!   header (`listen.header_read_timeout_ms`, against slow-header clients) and between
 //!   requests (`listen.idle_timeout_secs`). hyper's own header timer also runs while a
 //!   keep-alive connection is idle, which would make the two one, so meetgate keeps them in
-//!   a small [`Guard`] around the socket instead;
+//!   a small `Guard` around the socket instead;
 //! * the guard also feeds every byte to the [`framing`](crate::framing) inspector, so
 //!   requests with ambiguous framing (smuggling attempts) are refused;
 //! * header size and count are bounded by hyper (`listen.max_header_bytes`,
