@@ -35,7 +35,7 @@ struct Args {
     /// Address to listen on [default: 127.0.0.1:8443, or `listen` from the file].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Write the CA certificate (PEM) here [default: `<tmp>/meeting-sim-<port>-ca.pem`].
+    /// Write the CA certificate (PEM) here (default: `<tmp>/meeting-sim-<port>-ca.pem`).
     #[arg(long, value_name = "FILE")]
     ca_out: Option<PathBuf>,
     /// Conferences/apps/accounts file (TOML or JSON) [default: built-in demo set].
