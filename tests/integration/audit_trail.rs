@@ -268,15 +268,7 @@ async fn the_security_teams_commands_verify_detect_tampering_and_query() {
         .start()
         .await;
     for i in 0..5 {
-        assert_eq!(
-            gw.delete(
-                demo::CONFERENCE_ID,
-                &body_with(1).replace("0000", &format!("{i:04}"))
-            )
-            .await
-            .status,
-            200
-        );
+        assert_eq!(gw.delete(demo::CONFERENCE_ID, &tagged(i)).await.status, 200);
     }
     assert_eq!(
         gw.delete(demo::CONFERENCE_ID_2, SEED_BODY).await.status,
@@ -390,12 +382,7 @@ async fn a_full_disk_fails_closed_and_service_resumes_when_space_returns() {
     // is full for good once one append fails.
     let mut failed = false;
     for i in 0..100 {
-        let resp = gw
-            .delete(
-                demo::CONFERENCE_ID,
-                &body_with(1).replace("0000", &format!("{i:04}")),
-            )
-            .await;
+        let resp = gw.delete(demo::CONFERENCE_ID, &tagged(i)).await;
         if resp.status != 200 {
             assert_eq!(
                 (resp.status, resp.code().as_str()),

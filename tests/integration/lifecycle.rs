@@ -32,7 +32,7 @@ async fn prepared(
 }
 
 fn removal(conference: &str, tag: usize) -> String {
-    let body = body_with(1).replace("0000", &format!("{tag:04}"));
+    let body = tagged(tag);
     format!(
         "POST {DELETE_PATH}?conferenceID={conference} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

@@ -93,15 +93,7 @@ async fn metrics_are_scraped_with_real_values_after_traffic() {
         .start()
         .await;
     for i in 0..3 {
-        assert_eq!(
-            gw.delete(
-                demo::CONFERENCE_ID,
-                &body_with(1).replace("0000", &format!("{i:04}"))
-            )
-            .await
-            .status,
-            200
-        );
+        assert_eq!(gw.delete(demo::CONFERENCE_ID, &tagged(i)).await.status, 200);
     }
     assert_eq!(gw.delete(demo::CONFERENCE_ID, SEED_BODY).await.status, 429);
     assert_eq!(gw.delete(demo::CONFERENCE_ID, "{}").await.status, 400);
@@ -250,12 +242,7 @@ async fn slow_header_clients_are_cut_off_while_normal_requests_keep_flowing() {
         }));
     }
     for i in 0..20 {
-        let resp = gw
-            .delete(
-                demo::CONFERENCE_ID,
-                &body_with(1).replace("0000", &format!("{i:04}")),
-            )
-            .await;
+        let resp = gw.delete(demo::CONFERENCE_ID, &tagged(i)).await;
         assert_eq!(
             resp.status, 200,
             "normal traffic flows during the slow-header attack"
@@ -348,11 +335,7 @@ async fn requests_beyond_the_in_flight_limit_get_a_quick_503() {
     for i in 0..6 {
         let gw = gw.clone();
         tasks.push(tokio::spawn(async move {
-            gw.delete(
-                demo::CONFERENCE_ID,
-                &body_with(1).replace("0000", &format!("{i:04}")),
-            )
-            .await
+            gw.delete(demo::CONFERENCE_ID, &tagged(i)).await
         }));
     }
     let mut statuses = Vec::new();

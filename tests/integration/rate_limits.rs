@@ -11,7 +11,7 @@ use crate::support::*;
 async fn burst(gw: &Gw, conference: &str, caller: &str, n: usize, offset: usize) -> Vec<Resp> {
     let mut out = Vec::new();
     for i in 0..n {
-        let body = body_with(1).replace("0000", &format!("{:04}", offset + i));
+        let body = tagged(offset + i);
         let path = format!("{DELETE_PATH}?conferenceID={conference}");
         out.push(
             gw.request(
@@ -159,14 +159,7 @@ async fn callers_are_told_apart_by_header_or_address() {
     let anon: Vec<u16> = {
         let mut v = Vec::new();
         for i in 0..3 {
-            v.push(
-                gw.delete(
-                    demo::CONFERENCE_ID,
-                    &body_with(1).replace("0000", &format!("{:04}", 50 + i)),
-                )
-                .await
-                .status,
-            );
+            v.push(gw.delete(demo::CONFERENCE_ID, &tagged(50 + i)).await.status);
         }
         v
     };

@@ -84,12 +84,7 @@ async fn the_token_and_the_connection_are_reused() {
     gw.wait_ready().await;
     let before = gw.sim.stats().connections;
     for i in 0..5 {
-        let resp = gw
-            .delete(
-                demo::CONFERENCE_ID,
-                &body_with(1).replace("0000", &format!("{i:04}")),
-            )
-            .await;
+        let resp = gw.delete(demo::CONFERENCE_ID, &tagged(i)).await;
         assert_eq!(resp.status, 200, "{resp:?}");
     }
     assert_eq!(gw.sim.calls(Endpoint::ControlToken), 1);

@@ -81,12 +81,7 @@ async fn no_secret_appears_in_trace_logs_or_responses() {
     let mut responses = Vec::new();
     // Success, then renewals by keep-alive over a few token lifetimes.
     for i in 0..30 {
-        let (status, text) = post(
-            "424242424",
-            &body_with(1).replace("0000", &format!("{i:04}")),
-            vec![],
-        )
-        .await;
+        let (status, text) = post("424242424", &tagged(i), vec![]).await;
         assert_eq!(status, 200, "{text}");
         responses.push(text);
         tokio::time::sleep(Duration::from_millis(150)).await;

@@ -14,12 +14,6 @@ fn gateway_stats(gw: &Gw) -> &meetgate::token::TokenStats {
     gw.gw.as_ref().expect("running").gateway().tokens().stats()
 }
 
-/// A body with one attendee unique to `tag`, so the simulator's record can be matched to the
-/// request that sent it.
-fn tagged(tag: usize) -> String {
-    format!(r#"{{"bulkDelAttendInfo":[{{"number":"+8610{tag:08}","participantID":"req{tag}"}}]}}"#)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_requests_for_a_cold_conference_make_one_token_chain() {
     let gw = Arc::new(Setup::default().start().await);

@@ -386,6 +386,12 @@ impl Gw {
     }
 }
 
+/// A body with one attendee unique to `tag`, so the simulator's record of it can be matched
+/// to the request that sent it.
+pub fn tagged(tag: usize) -> String {
+    format!(r#"{{"bulkDelAttendInfo":[{{"number":"+8610{tag:08}","participantID":"req{tag}"}}]}}"#)
+}
+
 /// A body removing `n` distinct attendees.
 pub fn body_with(n: usize) -> String {
     let items: Vec<String> = (0..n)
