@@ -181,14 +181,14 @@ impl Inspector {
         };
         match chunk {
             Chunk::Size(line) => {
-                let Some(nl) = data.iter().position(|b| *b == b'\n') else {
-                    line.extend_from_slice(data);
-                    if line.len() > 1024 {
+                let rest = match take_line(line, data, 1024) {
+                    Line::Partial => return &[],
+                    Line::TooLong => {
                         self.state = State::Done;
+                        return &[];
                     }
-                    return &[];
+                    Line::Complete(rest) => rest,
                 };
-                line.extend_from_slice(&data[..nl]);
                 let size = std::str::from_utf8(line)
                     .ok()
                     .map(|l| l.trim_end_matches('\r'))
@@ -200,7 +200,7 @@ impl Inspector {
                     Some(n) => State::Chunked(Chunk::Data(n)),
                     None => State::Done,
                 };
-                &data[nl + 1..]
+                rest
             }
             Chunk::Data(left) => {
                 let n = (*left).min(data.len() as u64);
@@ -219,21 +219,48 @@ impl Inspector {
                 &data[n..]
             }
             Chunk::Trailer(line) => {
-                let Some(nl) = data.iter().position(|b| *b == b'\n') else {
-                    line.extend_from_slice(data);
-                    if line.len() > 8 * 1024 {
+                let rest = match take_line(line, data, 8 * 1024) {
+                    Line::Partial => return &[],
+                    Line::TooLong => {
                         self.state = State::Done;
+                        return &[];
                     }
-                    return &[];
+                    Line::Complete(rest) => rest,
                 };
-                line.extend_from_slice(&data[..nl]);
-                let empty = line.iter().all(|b| *b == b'\r');
-                if empty {
+                if line.iter().all(|b| *b == b'\r') {
                     self.state = State::Head;
                 } else {
                     line.clear();
                 }
-                &data[nl + 1..]
+                rest
+            }
+        }
+    }
+}
+
+/// Where [`take_line`] got to.
+enum Line<'a> {
+    /// No line end yet; everything was taken.
+    Partial,
+    /// The line grew past its cap.
+    TooLong,
+    /// `line` holds a whole line (without its LF); the rest of the input follows.
+    Complete(&'a [u8]),
+}
+
+/// Appends `data` to `line` up to the first LF.
+fn take_line<'a>(line: &mut Vec<u8>, data: &'a [u8], cap: usize) -> Line<'a> {
+    match data.iter().position(|b| *b == b'\n') {
+        Some(nl) => {
+            line.extend_from_slice(&data[..nl]);
+            Line::Complete(&data[nl + 1..])
+        }
+        None => {
+            line.extend_from_slice(data);
+            if line.len() > cap {
+                Line::TooLong
+            } else {
+                Line::Partial
             }
         }
     }
