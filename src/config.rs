@@ -224,8 +224,10 @@ fn default_request_timeout() -> Duration {
 fn default_pool_idle() -> Duration {
     Duration::from_secs(50)
 }
+/// Enough idle connections for a burst of concurrent removals: a connection the pool cannot
+/// keep is closed, and the next burst pays for new TLS handshakes.
 fn default_pool_max_idle() -> usize {
-    32
+    64
 }
 fn default_max_response_bytes() -> usize {
     1024 * 1024
