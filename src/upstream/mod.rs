@@ -11,31 +11,29 @@
 //!   report as "nothing forwarded"); anything after the connection was handed to hyper means
 //!   maybe, and is never retried. hyper-util re-sends a request only when a pooled connection
 //!   turned out closed before the request was written to it.
+//!
+//! Submodules: `connect` (TCP + TLS within one timeout, the trust anchors) and `breaker`
+//! (the circuit breaker over connection failures).
 
-use std::future::Future;
-use std::io;
-use std::path::Path;
-use std::pin::Pin;
+mod breaker;
+mod connect;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{ConfigError, UpstreamBase, UpstreamConfig};
 use crate::error::GatewayError;
+use breaker::Breaker;
+pub use connect::tls_config;
+use connect::TlsConnector;
 
 /// A request to the upstream. The path and query are appended to `upstream.base_url`.
 pub struct Outgoing {
@@ -210,20 +208,7 @@ pub struct Upstream {
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Upstream, ConfigError> {
         let base = config.base()?;
-        let tls = tls_config(config.ca_file.as_deref())?;
-        let server_name = ServerName::try_from(base.host.clone()).map_err(|_| {
-            ConfigError::invalid(
-                "upstream.base_url",
-                "host is not a valid DNS name or IP address",
-            )
-        })?;
-        let connector = TlsConnector {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
-            server_name,
-            host: Arc::from(base.host.as_str()),
-            port: base.port,
-            timeout: config.connect_timeout_ms,
-        };
+        let connector = TlsConnector::new(config, &base)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout_secs)
             .pool_max_idle_per_host(config.pool_max_idle)
@@ -354,128 +339,6 @@ impl Upstream {
     }
 }
 
-/// A circuit breaker over connection failures. After `threshold` consecutive connect or TLS
-/// failures it opens: calls fail at once, without touching the network, for `cooldown`. Then
-/// one call is let through as a probe; its success closes the breaker, its failure opens it
-/// again. Answers of any kind (even errors) count as success: the upstream is reachable.
-struct Breaker {
-    threshold: u32,
-    cooldown: Duration,
-    state: std::sync::Mutex<BreakerState>,
-}
-
-#[derive(Clone, Copy)]
-enum BreakerState {
-    Closed { failures: u32 },
-    Open { until: std::time::Instant },
-    HalfOpen { probing: bool },
-}
-
-/// Permission to make one call; reports how it went.
-struct Admission<'a> {
-    breaker: &'a Breaker,
-    probe: bool,
-    reported: bool,
-}
-
-impl Breaker {
-    fn new(threshold: u32, cooldown: Duration) -> Breaker {
-        Breaker {
-            threshold,
-            cooldown,
-            state: std::sync::Mutex::new(BreakerState::Closed { failures: 0 }),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn is_open(&self) -> bool {
-        !matches!(*self.lock(), BreakerState::Closed { .. })
-    }
-
-    /// May a call go out? `Err` carries how long until it may.
-    fn admit(&self) -> Result<Admission<'_>, Duration> {
-        if self.threshold == 0 {
-            return Ok(Admission {
-                breaker: self,
-                probe: false,
-                reported: false,
-            });
-        }
-        let mut st = self.lock();
-        let now = std::time::Instant::now();
-        match *st {
-            BreakerState::Closed { .. } => Ok(Admission {
-                breaker: self,
-                probe: false,
-                reported: false,
-            }),
-            BreakerState::Open { until } if now < until => Err(until - now),
-            BreakerState::Open { .. } | BreakerState::HalfOpen { probing: false } => {
-                *st = BreakerState::HalfOpen { probing: true };
-                Ok(Admission {
-                    breaker: self,
-                    probe: true,
-                    reported: false,
-                })
-            }
-            // A probe is out: wait for its verdict.
-            BreakerState::HalfOpen { probing: true } => Err(Duration::from_secs(1)),
-        }
-    }
-
-    fn report(&self, ok: bool, probe: bool) {
-        if self.threshold == 0 {
-            return;
-        }
-        let mut st = self.lock();
-        let now = std::time::Instant::now();
-        *st = match (*st, ok) {
-            (_, true) => BreakerState::Closed { failures: 0 },
-            (BreakerState::Closed { failures }, false) if failures + 1 < self.threshold => {
-                BreakerState::Closed {
-                    failures: failures + 1,
-                }
-            }
-            (BreakerState::Closed { .. }, false) => {
-                tracing::warn!(failures = self.threshold, cooldown = ?self.cooldown, "upstream circuit breaker opened");
-                BreakerState::Open {
-                    until: now + self.cooldown,
-                }
-            }
-            (BreakerState::HalfOpen { .. }, false) if probe => BreakerState::Open {
-                until: now + self.cooldown,
-            },
-            (other, false) => other,
-        };
-    }
-}
-
-impl Admission<'_> {
-    fn succeeded(mut self) {
-        self.reported = true;
-        self.breaker.report(true, self.probe);
-    }
-    fn failed(mut self) {
-        self.reported = true;
-        self.breaker.report(false, self.probe);
-    }
-}
-
-impl Drop for Admission<'_> {
-    fn drop(&mut self) {
-        // A probe abandoned half-way (the caller went away) must not wedge the breaker.
-        if self.probe && !self.reported {
-            let mut st = self.breaker.lock();
-            if let BreakerState::HalfOpen { probing: true } = *st {
-                *st = BreakerState::HalfOpen { probing: false };
-            }
-        }
-    }
-}
-
 /// Sorts a client error into "nothing was sent" or "maybe received".
 fn classify(e: hyper_util::client::legacy::Error) -> UpstreamError {
     if e.is_connect() {
@@ -504,226 +367,4 @@ fn chain(e: &dyn std::error::Error) -> String {
         source = c.source();
     }
     s
-}
-
-/// rustls client configuration: web PKI roots plus the operator's CA file, HTTP/1.1 only.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, ConfigError> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = ca_file {
-        let key = "upstream.ca_file";
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| ConfigError::invalid(key, format!("cannot read {}: {e}", path.display())))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                ConfigError::invalid(key, format!("{} is not valid PEM: {e}", path.display()))
-            })?;
-        if certs.is_empty() {
-            return Err(ConfigError::invalid(
-                key,
-                format!("{} holds no PEM certificate", path.display()),
-            ));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| {
-                ConfigError::invalid(
-                    key,
-                    format!("{}: unusable certificate: {e}", path.display()),
-                )
-            })?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::invalid("upstream", format!("TLS setup failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-/// Connects to the configured upstream: TCP, then TLS, both within one timeout.
-#[derive(Clone)]
-struct TlsConnector {
-    tls: tokio_rustls::TlsConnector,
-    server_name: ServerName<'static>,
-    host: Arc<str>,
-    port: u16,
-    timeout: Duration,
-}
-
-impl tower_service::Service<Uri> for TlsConnector {
-    type Response = TokioIo<TlsConn>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    // The URI is ignored on purpose: meetgate only ever connects to `upstream.base_url`.
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            let timeout = this.timeout;
-            tokio::time::timeout(timeout, this.connect())
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ConnectError {
-                        kind: ConnectErrorKind::Timeout(timeout),
-                        detail: format!("connect and TLS handshake took longer than {timeout:?}"),
-                    })
-                })
-        })
-    }
-}
-
-impl TlsConnector {
-    async fn connect(self) -> Result<TokioIo<TlsConn>, ConnectError> {
-        let addrs: Vec<_> = tokio::net::lookup_host((&*self.host, self.port))
-            .await
-            .map_err(|e| ConnectError {
-                kind: ConnectErrorKind::Resolve,
-                detail: format!("cannot resolve {}: {e}", self.host),
-            })?
-            .collect();
-        let mut last = None;
-        let mut tcp = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Some((addr, e)),
-            }
-        }
-        let tcp = tcp.ok_or_else(|| ConnectError {
-            kind: ConnectErrorKind::Tcp,
-            detail: match last {
-                Some((addr, e)) => format!("TCP connect to {addr} failed: {e}"),
-                None => format!("{} resolved to no address", self.host),
-            },
-        })?;
-        // Small request/response exchanges: do not let Nagle delay them.
-        let _ = tcp.set_nodelay(true);
-        let tls = self
-            .tls
-            .connect(self.server_name.clone(), tcp)
-            .await
-            .map_err(|e| ConnectError {
-                kind: ConnectErrorKind::Tls,
-                detail: format!(
-                    "TLS handshake with {} failed: {}",
-                    self.host,
-                    tls_reason(&e)
-                ),
-            })?;
-        Ok(TokioIo::new(TlsConn(tls)))
-    }
-}
-
-/// The rustls error behind an I/O error, which names the certificate problem.
-fn tls_reason(e: &io::Error) -> String {
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        Some(tls) => tls.to_string(),
-        None => e.to_string(),
-    }
-}
-
-/// A TLS connection to the upstream, as hyper-util's pool wants it.
-pub struct TlsConn(TlsStream<TcpStream>);
-
-impl Connection for TlsConn {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl AsyncRead for TlsConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_breaker_opens_after_consecutive_failures_and_probes_after_the_cooldown() {
-        let b = Breaker::new(3, Duration::from_millis(50));
-        for _ in 0..2 {
-            b.admit().unwrap().failed();
-        }
-        assert!(!b.is_open());
-        b.admit().unwrap().succeeded(); // a success resets the count
-        for _ in 0..3 {
-            b.admit().unwrap().failed();
-        }
-        assert!(b.is_open());
-        assert!(b.admit().is_err(), "open: calls fail at once");
-        std::thread::sleep(Duration::from_millis(60));
-        let probe = b.admit().expect("one probe after the cool-down");
-        assert!(b.admit().is_err(), "only one probe at a time");
-        probe.failed();
-        assert!(b.admit().is_err(), "a failed probe opens it again");
-        std::thread::sleep(Duration::from_millis(60));
-        b.admit().expect("probe").succeeded();
-        assert!(!b.is_open());
-        assert!(b.admit().is_ok());
-    }
-
-    #[test]
-    fn an_abandoned_probe_lets_the_next_one_through() {
-        let b = Breaker::new(1, Duration::from_millis(1));
-        b.admit().unwrap().failed();
-        std::thread::sleep(Duration::from_millis(5));
-        drop(b.admit().expect("probe"));
-        assert!(b.admit().is_ok());
-    }
-
-    #[test]
-    fn a_zero_threshold_disables_the_breaker() {
-        let b = Breaker::new(0, Duration::from_secs(60));
-        for _ in 0..100 {
-            b.admit().unwrap().failed();
-        }
-        assert!(!b.is_open());
-    }
 }
