@@ -26,13 +26,19 @@
 //! * **Recovery**: [`TokenService::invalidate`] drops a token the upstream refused (only if it
 //!   is still the cached one); the next call fetches a fresh one. A rejected access token
 //!   (401 `USG.000000004`) leads to one re-authentication and one retry of that step.
+//!
+//! Files: `api` (the upstream calls), `cell` (single-flight cache cell), `errors` (failure
+//! classification), `renew` (background renewal and idle eviction); this one holds the
+//! per-conference cache and the acquisition chain.
 
 mod api;
 pub mod cell;
+mod errors;
+mod renew;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hyper::header::HeaderValue;
@@ -41,112 +47,15 @@ use hyper::StatusCode;
 pub use api::app_signature;
 use api::{ApiError, ConferenceDetail};
 use cell::{Cell, Expiring, FailurePolicy};
+pub use errors::TokenError;
+use errors::{auth_api_error, detail_api_error, token_api_error};
+pub use renew::refresh_point;
+use renew::{renew, sweep_idle};
 
 use crate::config::{Credentials, TokenConfig};
-use crate::error::GatewayError;
 use crate::route::ConferenceId;
 use crate::secret::Secret;
-use crate::upstream::{ConnectErrorKind, Upstream, UpstreamError};
-
-/// Why no control token could be had. Cloned to every caller waiting on the same fetch.
-#[derive(Debug, Clone)]
-pub enum TokenError {
-    /// `host_password` credentials without an entry for the conference.
-    NotConfigured,
-    ConferenceNotFound {
-        code: String,
-    },
-    NotRunning {
-        reason: &'static str,
-        code: String,
-    },
-    PasswordRejected {
-        code: String,
-    },
-    /// The account can read the conference but not its chair password.
-    NoChairPassword,
-    /// The account or App ID credentials were refused.
-    AuthFailed {
-        code: String,
-    },
-    /// The token API said no for a reason meetgate does not know.
-    Refused {
-        status: u16,
-        code: String,
-    },
-    Tls {
-        detail: String,
-    },
-    /// A transient failure; try again later.
-    Unavailable {
-        cause: String,
-        retry_after_secs: u64,
-    },
-}
-
-impl TokenError {
-    /// Definite failures will not go away by retrying soon; they are remembered for
-    /// `token.negative_cache_secs`. The others back off exponentially.
-    pub fn is_definite(&self) -> bool {
-        !matches!(
-            self,
-            TokenError::Unavailable { .. } | TokenError::Tls { .. }
-        )
-    }
-
-    fn with_retry_after(self, wait: Duration) -> TokenError {
-        match self {
-            TokenError::Unavailable { cause, .. } => TokenError::Unavailable {
-                cause,
-                retry_after_secs: ceil_secs(wait),
-            },
-            other => other,
-        }
-    }
-
-    /// The caller-facing error for `conference`.
-    pub fn into_gateway(self, conference: &ConferenceId) -> GatewayError {
-        let conference = conference.to_string();
-        match self {
-            TokenError::NotConfigured => GatewayError::ConferenceNotConfigured { conference },
-            TokenError::ConferenceNotFound { code } => GatewayError::ConferenceNotFound {
-                conference,
-                upstream_code: code,
-            },
-            TokenError::NotRunning { reason, code } => GatewayError::ConferenceNotRunning {
-                conference,
-                reason,
-                upstream_code: code,
-            },
-            TokenError::PasswordRejected { code } => GatewayError::HostPasswordRejected {
-                conference,
-                upstream_code: code,
-            },
-            TokenError::NoChairPassword => GatewayError::ChairPasswordUnavailable { conference },
-            TokenError::AuthFailed { code } => GatewayError::UpstreamAuthFailed {
-                upstream_code: code,
-            },
-            TokenError::Refused { status, code } => GatewayError::TokenRefused {
-                conference,
-                status,
-                upstream_code: code,
-            },
-            TokenError::Tls { detail } => GatewayError::UpstreamTls { detail },
-            TokenError::Unavailable {
-                cause,
-                retry_after_secs,
-            } => GatewayError::TokenUnavailable {
-                conference,
-                cause,
-                retry_after_secs: retry_after_secs.max(1),
-            },
-        }
-    }
-}
-
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
+use crate::upstream::Upstream;
 
 /// The token settings, from `[token]`.
 #[derive(Debug, Clone)]
@@ -621,229 +530,5 @@ impl Inner {
                 self.acquire(entry).await
             }
         }
-    }
-}
-
-/// When to renew a token obtained at `sent`: at `fraction` of its lifetime, made up to 5
-/// points earlier by `jitter` (in `[0, 1)`) so that conferences do not renew in lockstep.
-pub fn refresh_point(sent: Instant, lifetime: Duration, fraction: f64, jitter: f64) -> Instant {
-    let f = (fraction - 0.05 * jitter.clamp(0.0, 1.0)).max(0.05);
-    sent + lifetime.mul_f64(f)
-}
-
-/// The renewal task of one conference. It ends when the conference is evicted, when its
-/// token is gone (a new one restarts it), or when the service is dropped.
-async fn renew(service: Weak<Inner>, entry: Arc<Entry>) {
-    let mut retry_at: Option<Instant> = None;
-    let mut streak = 0u32;
-    loop {
-        let Some(planned) = entry.cell.current() else {
-            entry.renewing.store(false, Ordering::SeqCst);
-            // A token may have been stored between the look and the flag: keep going then.
-            if entry.cell.current().is_some() && !entry.renewing.swap(true, Ordering::SeqCst) {
-                continue;
-            }
-            return;
-        };
-        tokio::time::sleep_until(retry_at.unwrap_or(planned.refresh_at).into()).await;
-        let Some(inner) = service.upgrade() else {
-            return;
-        };
-        if entry.evicted.load(Ordering::SeqCst) {
-            entry.renewing.store(false, Ordering::SeqCst);
-            return;
-        }
-        let _flight = entry.cell.flight().await;
-        let Some(held) = entry.cell.current() else {
-            continue;
-        };
-        if held.generation != planned.generation {
-            // Replaced meanwhile (after an invalidation, say): plan for the new one.
-            retry_at = None;
-            continue;
-        }
-        match inner.renew_once(&entry, &held).await {
-            Ok(renewed) => {
-                entry.cell.store_ok(renewed);
-                retry_at = None;
-                streak = 0;
-            }
-            Err(e) => {
-                streak += 1;
-                let now = Instant::now();
-                if now >= held.usable_until || e.is_definite() {
-                    // Callers will see the failure (and fetch again once it has expired).
-                    entry.cell.store_err(e, &inner.settings.failures);
-                    entry
-                        .cell
-                        .invalidate_if(|h| h.generation == held.generation);
-                    retry_at = None;
-                } else {
-                    // The current token is still good: keep serving it and try again soon.
-                    let wait = inner.settings.failures.backoff(streak, crate::rand::unit());
-                    retry_at = Some((now + wait).min(held.usable_until));
-                }
-            }
-        }
-    }
-}
-
-/// Drops conferences idle for longer than `token.idle_evict_secs`.
-async fn sweep_idle(service: Weak<Inner>) {
-    let period = match service.upgrade() {
-        Some(inner) => (inner.settings.idle_evict / 10)
-            .clamp(Duration::from_millis(50), Duration::from_secs(5)),
-        None => return,
-    };
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = service.upgrade() else {
-            return;
-        };
-        let idle = inner.settings.idle_evict;
-        let mut table = lock(&inner.conferences);
-        table.retain(|_, e| {
-            let keep = e.last_used().elapsed() < idle;
-            if !keep {
-                e.evict();
-                tracing::debug!(conference = %e.id, "conference idle: token and password dropped");
-            }
-            keep
-        });
-    }
-}
-
-/// Errors of the control-token call. Codes per `upstream-api.md` §7.2.
-fn token_api_error(e: ApiError) -> TokenError {
-    match e {
-        ApiError::Rejected { status, code, .. } => match code.as_str() {
-            "MMC.111072065" | "MMC.111072064" => TokenError::PasswordRejected { code },
-            "MMC.111070005" => TokenError::ConferenceNotFound { code },
-            "MMC.111072005" => TokenError::NotRunning {
-                reason: "not started yet",
-                code,
-            },
-            "MMC.111072006" => TokenError::NotRunning {
-                reason: "already ended",
-                code,
-            },
-            _ => status_error(status, code),
-        },
-        other => transport_error(other),
-    }
-}
-
-/// Errors of the account authentication calls.
-fn auth_api_error(e: ApiError) -> TokenError {
-    match e {
-        ApiError::Rejected { status, code, .. }
-            if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
-        {
-            TokenError::AuthFailed { code }
-        }
-        ApiError::Rejected { status, code, .. } => status_error(status, code),
-        other => transport_error(other),
-    }
-}
-
-/// Errors of the conference-details call.
-fn detail_api_error(e: ApiError) -> TokenError {
-    match e {
-        ApiError::Rejected { code, .. } if code == "MMC.111070005" => {
-            TokenError::ConferenceNotFound { code }
-        }
-        ApiError::Rejected { status, code, .. } if status == StatusCode::UNAUTHORIZED => {
-            TokenError::AuthFailed { code }
-        }
-        ApiError::Rejected { status, code, .. } => status_error(status, code),
-        other => transport_error(other),
-    }
-}
-
-/// An error status without a known meaning: server errors and throttling are transient,
-/// other client errors definite.
-fn status_error(status: StatusCode, code: String) -> TokenError {
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        TokenError::Unavailable {
-            cause: format!("upstream answered {} {code}", status.as_u16()),
-            retry_after_secs: 1,
-        }
-    } else {
-        TokenError::Refused {
-            status: status.as_u16(),
-            code,
-        }
-    }
-}
-
-fn transport_error(e: ApiError) -> TokenError {
-    match e {
-        ApiError::Transport(UpstreamError::Connect(c)) if c.kind == ConnectErrorKind::Tls => {
-            TokenError::Tls { detail: c.detail }
-        }
-        other => TokenError::Unavailable {
-            cause: other.describe(),
-            retry_after_secs: 1,
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refresh_point_is_at_the_fraction_minus_up_to_five_points() {
-        let t0 = Instant::now();
-        let life = Duration::from_secs(1800);
-        assert_eq!(
-            refresh_point(t0, life, 0.8, 0.0),
-            t0 + Duration::from_secs(1440)
-        );
-        assert_eq!(
-            refresh_point(t0, life, 0.8, 1.0),
-            t0 + Duration::from_secs(1350)
-        );
-        let mid = refresh_point(t0, life, 0.8, 0.5);
-        assert!(mid > t0 + Duration::from_secs(1350) && mid < t0 + Duration::from_secs(1440));
-    }
-
-    #[test]
-    fn token_api_errors_are_classified_by_code() {
-        let rej = |status: u16, code: &str| ApiError::Rejected {
-            status: StatusCode::from_u16(status).unwrap(),
-            code: code.into(),
-        };
-        assert!(matches!(
-            token_api_error(rej(400, "MMC.111072065")),
-            TokenError::PasswordRejected { .. }
-        ));
-        assert!(matches!(
-            token_api_error(rej(400, "MMC.111072005")),
-            TokenError::NotRunning { .. }
-        ));
-        assert!(matches!(
-            token_api_error(rej(500, "MMC.111070116")),
-            TokenError::Unavailable { .. }
-        ));
-        assert!(matches!(
-            token_api_error(rej(429, "APIG.0308")),
-            TokenError::Unavailable { .. }
-        ));
-        assert!(matches!(
-            token_api_error(rej(403, "MMC.111070002")),
-            TokenError::Refused { .. }
-        ));
-        assert!(token_api_error(rej(400, "MMC.111072065")).is_definite());
-        assert!(!token_api_error(rej(503, "x")).is_definite());
-    }
-
-    #[test]
-    fn retry_after_rounds_up() {
-        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
-        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
-        assert_eq!(ceil_secs(Duration::from_millis(2001)), 3);
     }
 }
