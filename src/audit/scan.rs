@@ -94,8 +94,15 @@ impl Cursor {
 
     /// Checks that `rec` continues the chain. With nothing seen yet, any record may start
     /// it (older files may have been deleted by retention) except that seq 1 must link to
-    /// the genesis value.
+    /// the genesis value. No record has seq `u64::MAX`: no seq could follow it (the writer
+    /// never uses it), and `next_seq` would overflow.
     pub fn check(&self, rec: &Record) -> Result<(), String> {
+        if rec.seq == u64::MAX {
+            return Err(format!(
+                "seq {}: the largest seq is never used (nothing could follow it)",
+                rec.seq
+            ));
+        }
         let Some((last_seq, head)) = &self.last else {
             if rec.seq == 0 {
                 return Err("seq 0: seqs start at 1".into());

@@ -657,6 +657,12 @@ impl Batch {
 
     fn push(&mut self, ts: &str, body: Body, hasher: &ChainHasher) -> Result<u64, BatchError> {
         let seq = self.cursor.next_seq();
+        if seq == u64::MAX {
+            // Readers refuse it (`Cursor::check`): the log is full and takes no more records.
+            return Err(BatchError::Encode(serde::ser::Error::custom(
+                "the audit log has used every seq: move it away to start a new one",
+            )));
+        }
         let start = self.buf.len();
         let hash = record::encode_into(&mut self.buf, seq, ts, &body, self.cursor.head(), hasher)
             .map_err(|e| {
