@@ -116,7 +116,9 @@ impl Inspector {
         if bare_lf {
             return self.ambiguous("bare LF line endings");
         }
-        let mut headers = [httparse::EMPTY_HEADER; 128];
+        // As many as hyper may be configured to accept (`listen.max_headers` is at most
+        // 1024): a head the inspector cannot parse is one it does not inspect.
+        let mut headers = [httparse::EMPTY_HEADER; 1024];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(trimmed) {
             Ok(httparse::Status::Complete(_)) => {}
