@@ -11,7 +11,10 @@
 //! `poll_read`) and follows message boundaries itself: the head up to the empty line, then a
 //! body of `Content-Length` bytes or a chunked body up to its last chunk and trailers. It
 //! never changes or delays a byte. If it loses track (input hyper will reject anyway), it stops
-//! inspecting rather than guessing.
+//! inspecting rather than guessing. A chunk-size line over 1 KiB or a trailer line over 8 KiB,
+//! which hyper accepts (it takes 16 KiB of chunk extensions, any run of spaces after a size,
+//! and trailers up to `listen.max_header_bytes`), counts as ambiguous: the inspector does not
+//! buffer that much, and giving up would leave the rest of the connection uninspected.
 
 /// What the inspector concluded about the connection's byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +189,7 @@ impl Inspector {
                 let rest = match take_line(line, data, 1024) {
                     Line::Partial => return &[],
                     Line::TooLong => {
-                        self.state = State::Done;
+                        self.state = self.ambiguous("a chunk-size line longer than 1 KiB");
                         return &[];
                     }
                     Line::Complete(rest) => rest,
@@ -224,7 +227,7 @@ impl Inspector {
                 let rest = match take_line(line, data, 8 * 1024) {
                     Line::Partial => return &[],
                     Line::TooLong => {
-                        self.state = State::Done;
+                        self.state = self.ambiguous("a chunked trailer line longer than 8 KiB");
                         return &[];
                     }
                     Line::Complete(rest) => rest,
@@ -250,11 +253,15 @@ enum Line<'a> {
     Complete(&'a [u8]),
 }
 
-/// Appends `data` to `line` up to the first LF.
+/// Appends `data` to `line` up to the first LF. A line longer than `cap` is too long however
+/// it arrives (whole or in pieces), so the verdict does not depend on how reads split it.
 fn take_line<'a>(line: &mut Vec<u8>, data: &'a [u8], cap: usize) -> Line<'a> {
     match data.iter().position(|b| *b == b'\n') {
         Some(nl) => {
             line.extend_from_slice(&data[..nl]);
+            if line.len() > cap {
+                return Line::TooLong;
+            }
             Line::Complete(&data[nl + 1..])
         }
         None => {
