@@ -10,8 +10,10 @@
 //! [`Inspector`] sees the same bytes hyper reads (the connection guard feeds it from
 //! `poll_read`) and follows message boundaries itself: the head up to the empty line, then a
 //! body of `Content-Length` bytes or a chunked body up to its last chunk and trailers. It
-//! never changes or delays a byte. If it loses track (input hyper will reject anyway), it stops
-//! inspecting rather than guessing. A chunk-size line over 1 KiB or a trailer line over 8 KiB,
+//! never changes or delays a byte. Whenever it cannot follow the stream (a head it cannot
+//! parse or that is too long, a malformed chunk), it fails closed: the framing counts as
+//! ambiguous, because a connection it stops inspecting is one a smuggler could use. A
+//! chunk-size line over 1 KiB or a trailer line over 8 KiB,
 //! which hyper accepts (it takes 16 KiB of chunk extensions, any run of spaces after a size,
 //! and trailers up to `listen.max_header_bytes`), counts as ambiguous: the inspector does not
 //! buffer that much, and giving up would leave the rest of the connection uninspected.
@@ -30,6 +32,8 @@ pub struct Inspector {
     state: State,
     head: Vec<u8>,
     max_head: usize,
+    /// As many header fields as hyper accepts (`listen.max_headers`).
+    max_headers: usize,
     verdict: Verdict,
 }
 
@@ -37,7 +41,7 @@ enum State {
     Head,
     Body(u64),
     Chunked(Chunk),
-    /// Lost track: hyper will refuse the stream; nothing more to learn.
+    /// The verdict is in (ambiguous): nothing more to learn.
     Done,
 }
 
@@ -52,11 +56,12 @@ enum Chunk {
 }
 
 impl Inspector {
-    pub fn new(max_head: usize) -> Self {
+    pub fn new(max_head: usize, max_headers: usize) -> Self {
         Inspector {
             state: State::Head,
             head: Vec::new(),
             max_head,
+            max_headers,
             verdict: Verdict::Clean,
         }
     }
@@ -90,12 +95,17 @@ impl Inspector {
         self.head.extend_from_slice(data);
         let Some(end) = head_end(&self.head, from) else {
             if self.head.len() > self.max_head {
-                self.state = State::Done;
+                self.state = self.ambiguous("a request head larger than listen.max_header_bytes");
             }
             return &[];
         };
         let consumed = data.len() - (self.head.len() - end);
         let head = std::mem::take(&mut self.head);
+        if end > self.max_head {
+            // Refused however it arrives, whole or in pieces.
+            self.state = self.ambiguous("a request head larger than listen.max_header_bytes");
+            return &[];
+        }
         self.state = self.framing(&head[..end]);
         &data[consumed..]
     }
@@ -119,13 +129,19 @@ impl Inspector {
         if bare_lf {
             return self.ambiguous("bare LF line endings");
         }
-        // As many as hyper may be configured to accept (`listen.max_headers` is at most
-        // 1024): a head the inspector cannot parse is one it does not inspect.
-        let mut headers = [httparse::EMPTY_HEADER; 1024];
-        let mut req = httparse::Request::new(&mut headers);
+        // Most heads fit 64 fields; more are parsed into as many as hyper accepts.
+        let mut few = [httparse::EMPTY_HEADER; 64];
+        let mut many;
+        let slots: &mut [httparse::Header] = if self.max_headers <= few.len() {
+            &mut few
+        } else {
+            many = vec![httparse::EMPTY_HEADER; self.max_headers];
+            &mut many
+        };
+        let mut req = httparse::Request::new(slots);
         match req.parse(trimmed) {
             Ok(httparse::Status::Complete(_)) => {}
-            _ => return State::Done,
+            _ => return self.ambiguous("a request head that cannot be parsed"),
         }
         let mut lengths = Vec::new();
         let mut codings = Vec::new();
@@ -203,7 +219,7 @@ impl Inspector {
                 self.state = match size {
                     Some(0) => State::Chunked(Chunk::Trailer(Vec::new())),
                     Some(n) => State::Chunked(Chunk::Data(n)),
-                    None => State::Done,
+                    None => self.ambiguous("a malformed chunk size"),
                 };
                 rest
             }
@@ -295,7 +311,7 @@ mod tests {
     use super::*;
 
     fn verdict_of(stream: &[u8], split: usize) -> Verdict {
-        let mut i = Inspector::new(16 * 1024);
+        let mut i = Inspector::new(16 * 1024, 64);
         for part in stream.chunks(split.max(1)) {
             i.feed(part);
         }
@@ -404,13 +420,36 @@ mod tests {
     }
 
     #[test]
-    fn garbage_stops_inspection_without_a_verdict() {
+    fn what_cannot_be_followed_fails_closed() {
         assert_eq!(
             all_splits(b"\x16\x03\x01 not http at all\r\n\r\n"),
-            Verdict::Clean
+            Verdict::Ambiguous("a request head that cannot be parsed")
         );
-        let mut i = Inspector::new(64);
+        let mut i = Inspector::new(64, 64);
         i.feed(&[b'a'; 1000]);
-        assert_eq!(i.verdict(), Verdict::Clean);
+        assert_eq!(
+            i.verdict(),
+            Verdict::Ambiguous("a request head larger than listen.max_header_bytes")
+        );
+        let bad_chunk = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+        assert_eq!(
+            all_splits(bad_chunk),
+            Verdict::Ambiguous("a malformed chunk size")
+        );
+    }
+
+    #[test]
+    fn heads_with_more_fields_than_the_stack_buffer_are_inspected() {
+        let mut head = String::from("POST / HTTP/1.1\r\n");
+        for n in 0..200 {
+            head.push_str(&format!("X-{n}: v\r\n"));
+        }
+        head.push_str("Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let mut i = Inspector::new(64 * 1024, 1024);
+        i.feed(head.as_bytes());
+        assert_eq!(
+            i.verdict(),
+            Verdict::Ambiguous("both Content-Length and Transfer-Encoding")
+        );
     }
 }

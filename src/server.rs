@@ -249,7 +249,10 @@ pub async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let state = Arc::new(ConnState::new(settings.max_header_bytes));
+    let state = Arc::new(ConnState::new(
+        settings.max_header_bytes,
+        settings.max_headers,
+    ));
     let io = Guard {
         io: stream,
         state: state.clone(),
@@ -376,12 +379,12 @@ struct ConnState {
 }
 
 impl ConnState {
-    fn new(max_head: usize) -> Self {
+    fn new(max_head: usize, max_headers: usize) -> Self {
         ConnState {
             phase: AtomicU8::new(Phase::Idle as u8),
             since: Mutex::new(Instant::now()),
             changed: Notify::new(),
-            inspector: Mutex::new(Inspector::new(max_head)),
+            inspector: Mutex::new(Inspector::new(max_head, max_headers)),
         }
     }
 
