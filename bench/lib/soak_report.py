@@ -69,6 +69,19 @@ checks = [
      "%s → %s (%+.1f %%)" % (fd_w, fd_e, (g_fd or 0) * 100)),
     ("meetgate exits 0 on SIGTERM", E["MG_EXIT"] == "0", "exit " + E["MG_EXIT"]),
 ]
+def token_calls():
+    out = []
+    try:
+        for line in open(os.path.join(raw, "metrics.txt")):
+            m = re.match(r'meetgate_token_(calls|failures)_total\{kind="([a-z_]+)"\} (\S+)', line)
+            if m:
+                out.append(("%s %s" % (m.group(2), "calls" if m.group(1) == "calls" else "failures"),
+                            int(float(m.group(3)))))
+    except FileNotFoundError:
+        pass
+    return out
+
+
 sim = {}
 try:
     sim = json.load(open(os.path.join(raw, "sim-stats.json")))
@@ -93,6 +106,9 @@ L += ["", "## Load", "",
       "",
       "latency from the scheduled time (ms): p50 %.1f, p90 %.1f, p99 %.1f, p99.9 %.1f, max %.1f" % tuple(
           load["latency_ms"][k] or 0 for k in ("p50", "p90", "p99", "p999", "max")),
+      "",
+      "meetgate's token calls (`/metrics`): %s." % (", ".join(
+          "%s %s" % (k, v) for k, v in token_calls()) or "n/a"),
       "",
       "upstream (simulator) saw %s removals, %s control-token calls, %s connections." % (
           sim.get("calls", {}).get("delete_attendees", "?"), sim.get("calls", {}).get("control_token", "?"),
