@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers of bench/run and bench/soak (sourced, not run).
 # Expects BENCH (the bench/ directory) and REPO (the repository root) to be set.
 
@@ -36,7 +37,7 @@ stop_all() {
             kill -KILL "$pid" 2>/dev/null || true
         fi
         for k in $kids; do
-            kill -0 "$k" 2>/dev/null && kill -KILL "$k" 2>/dev/null || true
+            if kill -0 "$k" 2>/dev/null; then kill -KILL "$k" 2>/dev/null || true; fi
         done
         wait "$pid" 2>/dev/null || true
     done
@@ -73,7 +74,8 @@ ensure_tools() {
     fi
 }
 
-# Builds the release binaries (default target dir unless CARGO_TARGET_DIR is set). Sets BIN.
+# Builds the release binaries (default target dir unless CARGO_TARGET_DIR is set). Sets BIN
+# and TARGET_DIR.
 build_release() {
     local target=${CARGO_TARGET_DIR:-$REPO/target}
     [[ $target == /* ]] || target=$REPO/$target
@@ -83,7 +85,17 @@ build_release() {
     fi
     BIN=$target/release
     [[ -x $BIN/meetgate && -x $BIN/meeting-sim ]] || die "no release binaries in $BIN"
-    TARGET_DIR=$target
+    export TARGET_DIR=$target
+}
+
+# The audit log's files, oldest first: rotated ones (audit.jsonl.<20-digit seq>), then the
+# active one. Prints names relative to DIR.
+audit_files() {
+    local f
+    for f in "$1"/audit.jsonl.[0-9]*; do
+        [[ -e $f && ${f##*.} =~ ^[0-9]+$ ]] && basename "$f"
+    done
+    echo audit.jsonl
 }
 
 # --- ports -------------------------------------------------------------------------------
