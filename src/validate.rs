@@ -20,7 +20,7 @@
 //! goes upstream is [`DeleteBody::to_json`], the canonical serialisation of the validated
 //! value, never the raw bytes: the audit log and the upstream see the same thing.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
@@ -152,10 +152,7 @@ where
 pub fn parse_body(bytes: &[u8], max_attendees: usize) -> Result<DeleteBody, Invalid> {
     let ctx = Ctx {
         max_attendees,
-        at: RefCell::new(At {
-            path: "body".into(),
-            expect: "must be a JSON object",
-        }),
+        at: Cell::new((Loc::Body, "must be a JSON object")),
         found: RefCell::new(None),
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -168,32 +165,45 @@ pub fn parse_body(bytes: &[u8], max_attendees: usize) -> Result<DeleteBody, Inva
     }
 }
 
-/// Parsing context shared by the seeds: the limits, where the parser is, and the first
-/// problem found.
+/// Where in the body the parser is. Turned into a field path only when something is wrong,
+/// so a valid body costs no string building.
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    Body,
+    List,
+    Item(usize),
+    Field(usize, &'static str),
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Loc::Body => f.write_str("body"),
+            Loc::List => f.write_str("bulkDelAttendInfo"),
+            Loc::Item(i) => write!(f, "bulkDelAttendInfo[{i}]"),
+            Loc::Field(i, name) => write!(f, "bulkDelAttendInfo[{i}].{name}"),
+        }
+    }
+}
+
+/// Parsing context shared by the seeds: the limits, where the parser is (and what it
+/// expects there), and the first problem found.
 struct Ctx {
     max_attendees: usize,
-    at: RefCell<At>,
+    at: Cell<(Loc, &'static str)>,
     found: RefCell<Option<Invalid>>,
 }
 
-struct At {
-    path: String,
-    expect: &'static str,
-}
-
 impl Ctx {
-    /// Notes that the parser is now reading the value at `path`, which `expect`s something.
-    fn enter(&self, path: impl Into<String>, expect: &'static str) {
-        *self.at.borrow_mut() = At {
-            path: path.into(),
-            expect,
-        };
+    /// Notes that the parser is now reading the value at `loc`, which `expect`s something.
+    fn enter(&self, loc: Loc, expect: &'static str) {
+        self.at.set((loc, expect));
     }
 
     /// Records a problem and returns the error that unwinds the parser.
-    fn fail<E: de::Error>(&self, path: impl Into<String>, reason: impl Into<String>) -> E {
-        self.found.borrow_mut().get_or_insert(Invalid {
-            path: path.into(),
+    fn fail<E: de::Error>(&self, loc: Loc, reason: impl Into<String>) -> E {
+        self.found.borrow_mut().get_or_insert_with(|| Invalid {
+            path: loc.to_string(),
             reason: reason.into(),
         });
         E::custom("invalid")
@@ -205,31 +215,29 @@ impl Ctx {
             return found;
         }
         use serde_json::error::Category;
+        let body = |reason: String| Invalid {
+            path: Loc::Body.to_string(),
+            reason,
+        };
         match e.classify() {
             // A type mismatch at the value the parser had just entered.
             Category::Data => {
-                let at = self.at.borrow();
+                let (loc, expect) = self.at.get();
                 Invalid {
-                    path: at.path.clone(),
-                    reason: at.expect.into(),
+                    path: loc.to_string(),
+                    reason: expect.into(),
                 }
             }
-            Category::Eof => Invalid {
-                path: "body".into(),
-                reason: format!(
-                    "is not valid JSON: unexpected end of input (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            },
-            Category::Syntax | Category::Io => Invalid {
-                path: "body".into(),
-                reason: format!(
-                    "is not valid UTF-8 JSON (syntax error at line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            },
+            Category::Eof => body(format!(
+                "is not valid JSON: unexpected end of input (line {}, column {})",
+                e.line(),
+                e.column()
+            )),
+            Category::Syntax | Category::Io => body(format!(
+                "is not valid UTF-8 JSON (syntax error at line {}, column {})",
+                e.line(),
+                e.column()
+            )),
         }
     }
 }
@@ -240,7 +248,7 @@ struct TopSeed<'a>(&'a Ctx);
 impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
     type Value = DeleteBody;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<DeleteBody, D::Error> {
-        self.0.enter("body", "must be a JSON object");
+        self.0.enter(Loc::Body, "must be a JSON object");
         d.deserialize_map(self)
     }
 }
@@ -253,19 +261,19 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DeleteBody, A::Error> {
         let ctx = self.0;
         let mut attendees = None;
-        while let Some(key) = map.next_key::<KeyName>()? {
-            if key.0 != "bulkDelAttendInfo" {
+        while let Some(key) = map.next_key::<Key>()? {
+            if key != Key::BulkDelAttendInfo {
                 return Err(ctx.fail(
-                    "body",
+                    Loc::Body,
                     "unknown field (the only accepted field is bulkDelAttendInfo)",
                 ));
             }
             if attendees.is_some() {
-                return Err(ctx.fail("body", "duplicate field bulkDelAttendInfo"));
+                return Err(ctx.fail(Loc::Body, "duplicate field bulkDelAttendInfo"));
             }
             attendees = Some(map.next_value_seed(ListSeed(ctx))?);
         }
-        let attendees = attendees.ok_or_else(|| ctx.fail("bulkDelAttendInfo", "is required"))?;
+        let attendees = attendees.ok_or_else(|| ctx.fail(Loc::List, "is required"))?;
         Ok(DeleteBody { attendees })
     }
 }
@@ -277,7 +285,7 @@ impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
     type Value = Vec<Attendee>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Vec<Attendee>, D::Error> {
         self.0
-            .enter("bulkDelAttendInfo", "must be an array of attendee objects");
+            .enter(Loc::List, "must be an array of attendee objects");
         d.deserialize_seq(self)
     }
 }
@@ -290,14 +298,13 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Attendee>, A::Error> {
         let ctx = self.0;
         let mut items: Vec<Attendee> = Vec::new();
-        let mut seen = HashSet::new();
         loop {
             let index = items.len();
             if index == ctx.max_attendees {
                 // Stop before parsing item max+1: one more element of any kind is too many.
                 if seq.next_element::<de::IgnoredAny>()?.is_some() {
                     return Err(ctx.fail(
-                        "bulkDelAttendInfo",
+                        Loc::List,
                         format!("at most {} attendees per request", ctx.max_attendees),
                     ));
                 }
@@ -306,16 +313,15 @@ impl<'de> Visitor<'de> for ListSeed<'_> {
             let Some(item) = seq.next_element_seed(ItemSeed { ctx, index })? else {
                 break;
             };
-            if !seen.insert((item.number.clone(), item.participant_id.clone())) {
-                return Err(ctx.fail(
-                    format!("bulkDelAttendInfo[{index}]"),
-                    "duplicates an earlier item",
-                ));
-            }
             items.push(item);
         }
         if items.is_empty() {
-            return Err(ctx.fail("bulkDelAttendInfo", "must contain at least one attendee"));
+            return Err(ctx.fail(Loc::List, "must contain at least one attendee"));
+        }
+        // Borrowed, so a body of distinct attendees copies no string to check it.
+        let mut seen = HashSet::with_capacity(items.len());
+        if let Some(dup) = items.iter().position(|item| !seen.insert(item)) {
+            return Err(ctx.fail(Loc::Item(dup), "duplicates an earlier item"));
         }
         Ok(items)
     }
@@ -330,10 +336,7 @@ struct ItemSeed<'a> {
 impl<'de> DeserializeSeed<'de> for ItemSeed<'_> {
     type Value = Attendee;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Attendee, D::Error> {
-        self.ctx.enter(
-            format!("bulkDelAttendInfo[{}]", self.index),
-            "must be an object",
-        );
+        self.ctx.enter(Loc::Item(self.index), "must be an object");
         d.deserialize_map(self)
     }
 }
@@ -345,36 +348,32 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attendee, A::Error> {
         let ctx = self.ctx;
-        let here = format!("bulkDelAttendInfo[{}]", self.index);
+        let here = Loc::Item(self.index);
         let mut number = None;
         let mut participant_id = None;
-        while let Some(key) = map.next_key::<KeyName>()? {
-            let (slot, field) = match key.0.as_str() {
-                "number" => (&mut number, "number"),
-                "participantID" => (&mut participant_id, "participantID"),
+        while let Some(key) = map.next_key::<Key>()? {
+            let (slot, field, check): (_, _, Check) = match key {
+                Key::Number => (&mut number, "number", check_number),
+                Key::ParticipantId => (&mut participant_id, "participantID", check_participant_id),
                 _ => {
                     return Err(ctx.fail(
-                        &here,
+                        here,
                         "unknown field (accepted fields are number and participantID)",
                     ))
                 }
             };
             if slot.is_some() {
-                return Err(ctx.fail(&here, format!("duplicate field {field}")));
+                return Err(ctx.fail(here, format!("duplicate field {field}")));
             }
-            let path = format!("{here}.{field}");
-            let value = map.next_value_seed(StringSeed { ctx, path: &path })?;
-            let checked = if field == "number" {
-                check_number(&value)
-            } else {
-                check_participant_id(&value)
-            };
-            if let Err(reason) = checked {
-                return Err(ctx.fail(path, reason));
+            let loc = Loc::Field(self.index, field);
+            let value = map.next_value_seed(StringSeed { ctx, loc })?;
+            if let Err(reason) = check(&value) {
+                return Err(ctx.fail(loc, reason));
             }
             *slot = Some(value);
         }
-        let number = number.ok_or_else(|| ctx.fail(format!("{here}.number"), "is required"))?;
+        let number =
+            number.ok_or_else(|| ctx.fail(Loc::Field(self.index, "number"), "is required"))?;
         Ok(Attendee {
             number,
             participant_id,
@@ -385,13 +384,13 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
 /// A string value (any other JSON type is refused, including `null`).
 struct StringSeed<'a> {
     ctx: &'a Ctx,
-    path: &'a str,
+    loc: Loc,
 }
 
 impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
     type Value = String;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
-        self.ctx.enter(self.path, "must be a string");
+        self.ctx.enter(self.loc, "must be a string");
         d.deserialize_string(self)
     }
 }
@@ -409,14 +408,39 @@ impl<'de> Visitor<'de> for StringSeed<'_> {
     }
 }
 
-/// An object key. Keys are compared after JSON unescaping, as any JSON reader would.
-struct KeyName(String);
+/// An object key, recognised without allocating. Keys are compared after JSON unescaping,
+/// as any JSON reader would.
+#[derive(Debug, PartialEq, Eq)]
+enum Key {
+    BulkDelAttendInfo,
+    Number,
+    ParticipantId,
+    Other,
+}
 
-impl<'de> Deserialize<'de> for KeyName {
+impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(KeyName)
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "bulkDelAttendInfo" => Key::BulkDelAttendInfo,
+                    "number" => Key::Number,
+                    "participantID" => Key::ParticipantId,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
+
+/// A field's rule: `Err` says what is wrong with the value.
+type Check = fn(&str) -> Result<(), &'static str>;
 
 fn check_number(v: &str) -> Result<(), &'static str> {
     if v.is_empty() {
