@@ -614,6 +614,22 @@ async fn a_second_writer_on_the_same_directory_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_released_a_moment_later_is_waited_for() {
+    // Like a child process forked just before `close`: it holds a copy of the locked
+    // directory's descriptor until it execs, so the lock outlives `close` briefly.
+    let dir = tempfile::tempdir().unwrap();
+    let held = std::fs::File::open(dir.path()).unwrap();
+    held.try_lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        drop(held);
+    });
+    let (log, _) = open(settings(dir.path()));
+    log.close().await;
+    release.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fsync_fails_closed_and_the_log_recovers_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());

@@ -690,16 +690,33 @@ impl Batch {
     }
 }
 
-/// Takes an exclusive, non-blocking flock on the log's directory.
+/// How long [`lock_dir`] waits for a held lock to be released before refusing.
+///
+/// A lock released by `close` (or by a process that just exited) can still be held for a
+/// moment by someone else's copy of the descriptor: a child forked by this process holds
+/// every descriptor until it `exec`s (close-on-exec only closes them then), and flock
+/// locks belong to the open file, not to the descriptor. A second, live writer holds the
+/// lock far longer than this and is still refused.
+const LOCK_WAIT: Duration = Duration::from_millis(500);
+
+/// Takes an exclusive flock on the log's directory, waiting up to [`LOCK_WAIT`].
 fn lock_dir(dir: &Path) -> Result<File, AuditError> {
     let f = File::open(dir).map_err(|e| AuditError::io(dir, "open directory", e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(AuditError::Invalid(format!(
-            "{} is in use by another audit writer (another meetgate?): one writer per directory",
-            dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(AuditError::io(dir, "lock", e)),
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::Invalid(format!(
+                    "{} is in use by another audit writer (another meetgate?): one writer per directory",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(AuditError::io(dir, "lock", e)),
+        }
     }
 }
 
