@@ -210,9 +210,15 @@ impl Inspector {
                     }
                     Line::Complete(rest) => rest,
                 };
+                // Chunk lines and trailers end in CRLF, as heads do: hyper reads a bare LF
+                // in a trailer as an ordinary byte, so a trailer ending in `\n\r\n` would
+                // end here but not there, and what follows would be read differently.
+                let Some(line) = line.strip_suffix(b"\r") else {
+                    self.state = self.ambiguous("bare LF line endings");
+                    return &[];
+                };
                 let size = std::str::from_utf8(line)
                     .ok()
-                    .map(|l| l.trim_end_matches('\r'))
                     .and_then(|l| l.split(';').next())
                     .map(str::trim)
                     .and_then(|hex| u64::from_str_radix(hex, 16).ok());
@@ -248,10 +254,13 @@ impl Inspector {
                     }
                     Line::Complete(rest) => rest,
                 };
-                if line.iter().all(|b| *b == b'\r') {
-                    self.state = State::Head;
-                } else {
-                    line.clear();
+                match line.as_slice() {
+                    b"\r" => self.state = State::Head,
+                    [.., b'\r'] => line.clear(),
+                    _ => {
+                        self.state = self.ambiguous("bare LF line endings");
+                        return &[];
+                    }
                 }
                 rest
             }
@@ -417,6 +426,27 @@ mod tests {
             all_splits(mixed),
             Verdict::Ambiguous("bare LF line endings")
         );
+    }
+
+    #[test]
+    fn bare_lf_in_chunk_lines_and_trailers_is_refused() {
+        // hyper would read `X: a\n\r\n` plus the next head as one long trailer and the
+        // second request's body as a request of its own.
+        let body = br#"{"bulkDelAttendInfo":[{"number":"+1"}]}"#;
+        let mut trailer =
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: a\n\r\n".to_vec();
+        trailer.extend_from_slice(
+            format!("POST /y HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+        );
+        trailer.extend_from_slice(body);
+        assert_eq!(
+            all_splits(&trailer),
+            Verdict::Ambiguous("bare LF line endings")
+        );
+        let size = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n";
+        assert_eq!(all_splits(size), Verdict::Ambiguous("bare LF line endings"));
+        let end = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\n";
+        assert_eq!(all_splits(end), Verdict::Ambiguous("bare LF line endings"));
     }
 
     #[test]

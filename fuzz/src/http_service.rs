@@ -37,7 +37,8 @@
 //!   line naming the delete path and its own end of head (`LF LF` or `LF CR LF`);
 //! * if a strict reading of the stream ([`walk`]) finds a request with ambiguous framing
 //!   (both `Content-Length` and `Transfer-Encoding`, several or invalid `Content-Length`s, a
-//!   `Transfer-Encoding` not ending in `chunked`, bare-LF line ends) after clean, complete
+//!   `Transfer-Encoding` not ending in `chunked`, bare-LF line ends in a head, a chunk-size
+//!   line or a trailer) after clean, complete
 //!   requests of which j name the delete path, at most j removals were forwarded: nothing
 //!   at or after a smuggling attempt;
 //! * the framing inspector's verdict does not depend on how the stream is split into reads;
@@ -462,8 +463,9 @@ pub fn walk(data: &[u8]) -> Walk {
                 return ambiguous(w);
             }
             match chunked_len(rest) {
-                Some(n) => rest = &rest[n..],
-                None => return w,
+                Chunked::Len(n) => rest = &rest[n..],
+                Chunked::BareLf => return ambiguous(w),
+                Chunked::Stop => return w,
             }
         }
         w.complete += 1;
@@ -485,41 +487,61 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     })
 }
 
-/// The length of a strictly well-formed chunked body at the start of `data` (chunks of
+/// How a strict reading of a chunked body ended.
+enum Chunked {
+    /// Well formed; its length.
+    Len(usize),
+    /// A chunk-size or trailer line ends in a bare LF: hyper reads such a trailer line as
+    /// part of a longer trailer, so where the body ends is ambiguous.
+    BareLf,
+    /// Malformed or incomplete: hyper refuses it and closes the connection.
+    Stop,
+}
+
+/// A strict reading of the chunked body at the start of `data` (chunks of
 /// `HEX[;extension] CRLF data CRLF`, the last chunk, trailer lines, an empty line).
-fn chunked_len(data: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    let line = |at: usize| -> Option<(&[u8], usize)> {
-        let rel = data[at..].windows(2).position(|w| w == b"\r\n")?;
-        let l = &data[at..at + rel];
-        if l.contains(&b'\n') || l.contains(&b'\r') {
-            return None;
+fn chunked_len(data: &[u8]) -> Chunked {
+    let line = |at: usize| -> Result<(&[u8], usize), Chunked> {
+        let nl = data[at..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or(Chunked::Stop)?;
+        let l = data[at..at + nl]
+            .strip_suffix(b"\r")
+            .ok_or(Chunked::BareLf)?;
+        if l.contains(&b'\r') {
+            return Err(Chunked::Stop);
         }
-        Some((l, at + rel + 2))
+        Ok((l, at + nl + 1))
     };
-    loop {
-        let (l, next) = line(at)?;
-        let hex_len = l.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-        if hex_len == 0 || hex_len > 15 || !(hex_len == l.len() || l[hex_len] == b';') {
-            return None;
-        }
-        let size = usize::from_str_radix(std::str::from_utf8(&l[..hex_len]).ok()?, 16).ok()?;
-        at = next;
-        if size == 0 {
-            loop {
-                let (l, next) = line(at)?;
-                at = next;
-                if l.is_empty() {
-                    return Some(at);
+    let read = || -> Result<usize, Chunked> {
+        let mut at = 0;
+        loop {
+            let (l, next) = line(at)?;
+            let hex_len = l.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            if hex_len == 0 || hex_len > 15 || !(hex_len == l.len() || l[hex_len] == b';') {
+                return Err(Chunked::Stop);
+            }
+            let hex = std::str::from_utf8(&l[..hex_len]).map_err(|_| Chunked::Stop)?;
+            let size = usize::from_str_radix(hex, 16).map_err(|_| Chunked::Stop)?;
+            at = next;
+            if size == 0 {
+                loop {
+                    let (l, next) = line(at)?;
+                    at = next;
+                    if l.is_empty() {
+                        return Ok(at);
+                    }
                 }
             }
+            let end = at.checked_add(size).ok_or(Chunked::Stop)?;
+            if data.get(end..end + 2) != Some(b"\r\n".as_slice()) {
+                return Err(Chunked::Stop);
+            }
+            at = end + 2;
         }
-        let end = at.checked_add(size)?;
-        if data.get(end..end + 2)? != b"\r\n" {
-            return None;
-        }
-        at = end + 2;
-    }
+    };
+    read().map_or_else(|stop| stop, Chunked::Len)
 }
 
 /// Follows the gateway's audit log: the intents written since the last call.

@@ -444,6 +444,16 @@ pub fn http_requests() -> Vec<Seed> {
             valid_request("", b).replacen("Host: meetgate\r\n", "Host: meetgate\n", 1),
         ),
         seed(
+            // hyper would read the next head as more trailer and its body as a request.
+            "http-bare-lf-trailer",
+            format!(
+                "{}POST /y HTTP/1.1\r\nHost: meetgate\r\nContent-Length: {}\r\n\r\n{}",
+                chunked(&path, "", &[], "X: a\n"),
+                valid_request("", b).len(),
+                valid_request("", b)
+            ),
+        ),
+        seed(
             "http-obs-fold",
             valid_request("X-Folded: a\r\n b\r\n", b),
         ),

@@ -186,6 +186,38 @@ async fn smuggling_and_header_abuse_are_refused_and_nothing_is_forwarded() {
     assert_eq!(gw.delete(demo::CONFERENCE_ID, SEED_BODY).await.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_hidden_behind_a_bare_lf_trailer_is_never_forwarded() {
+    // hyper reads a trailer line ending in a bare LF as part of a longer trailer: the
+    // `POST /y` head below becomes trailer, and its body, a removal, a request of its own.
+    // The connection is held open until meetgate closes it, so a smuggled request would
+    // have every chance to be served.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Setup::default().start().await;
+    let hidden = valid_request("");
+    let raw = format!(
+        "POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: a\n\r\nPOST /y HTTP/1.1\r\nHost: m\r\nContent-Length: {}\r\n\r\n{hidden}",
+        hidden.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut answers = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut answers)).await;
+    let answers = String::from_utf8_lossy(&answers);
+    assert!(
+        closed.is_ok(),
+        "meetgate kept the connection open: {answers}"
+    );
+    assert!(answers.starts_with("HTTP/1.1 400"), "{answers}");
+    assert_eq!(answers.matches("HTTP/1.1").count(), 1, "{answers}");
+    assert_eq!(
+        gw.sim.calls(Endpoint::DeleteAttendees),
+        0,
+        "{}",
+        gw.sim_summary()
+    );
+}
+
 #[tokio::test]
 async fn hop_by_hop_headers_are_never_forwarded() {
     let gw = Setup::default().start().await;
