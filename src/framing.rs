@@ -129,7 +129,9 @@ impl Inspector {
         if bare_lf {
             return self.ambiguous("bare LF line endings");
         }
-        // Most heads fit 64 fields; more are parsed into as many as hyper accepts.
+        // With listen.max_headers at most 64 (the default is 64) the fields are parsed into
+        // an array on the stack; a larger setting gets a Vec of that many slots, the most
+        // hyper accepts, so a head hyper parses is never refused here for its length.
         let mut few = [httparse::EMPTY_HEADER; 64];
         let mut many;
         let slots: &mut [httparse::Header] = if self.max_headers <= few.len() {

@@ -36,6 +36,7 @@ use meetgate::audit::{AuditError, AuditLog, AuditSettings};
 use sha2::{Digest, Sha256};
 
 use super::scratch::{self, Scratch};
+use super::Lossy;
 
 /// The log's file name in the scratch directory.
 pub const LOG_NAME: &str = "audit.jsonl";
@@ -381,19 +382,4 @@ pub fn reseal(data: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(rest);
     out
-}
-
-/// Bytes shown as text where they are UTF-8, for failure messages.
-struct Lossy<'a>(&'a [u8]);
-
-impl std::fmt::Debug for Lossy<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const MAX: usize = 4096;
-        let shown = &self.0[..self.0.len().min(MAX)];
-        write!(f, "{:?}", String::from_utf8_lossy(shown))?;
-        if self.0.len() > MAX {
-            write!(f, " … ({} bytes)", self.0.len())?;
-        }
-        Ok(())
-    }
 }

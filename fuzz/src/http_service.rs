@@ -65,12 +65,14 @@ use meetgate::validate::parse_body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{watch, Notify};
 
+use super::Lossy;
+
 pub use super::seeds::CONFERENCE;
 
 /// The chair password of [`CONFERENCE`] in the simulator's demo data.
 const HOST_PASSWORD: &str = "738291";
 /// The only path meetgate forwards.
-const DELETE_PATH: &[u8] = b"/v1/mmc/control/conferences/attendees/delete";
+const DELETE_PATH: &[u8] = meetgate::route::DELETE_PATH.as_bytes();
 /// Header names a removal must never carry upstream (the caller's credentials).
 const FORBIDDEN_HEADERS: &[&str] = &["authorization", "cookie", "x-access-token", "x-password"];
 /// Longest wait for the connection to end by itself, before the caller closes anyway.
@@ -621,18 +623,9 @@ fn read_lines_from(path: &Path, offset: u64) -> (Vec<Vec<u8>>, u64) {
 
 /// The newest rotated file of the log at `path` (`<path>.<20 digits>`).
 fn newest_rotated(path: &Path) -> Option<PathBuf> {
-    let dir = path.parent()?;
-    let base = path.file_name()?.to_str()?.to_owned();
-    std::fs::read_dir(dir)
+    meetgate::audit::files::rotated_files(path)
         .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_owned();
-            let digits = name.strip_prefix(&base)?.strip_prefix('.')?.to_owned();
-            (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| (digits, e.path()))
-        })
-        .max()
+        .pop()
         .map(|(_, p)| p)
 }
 
@@ -755,20 +748,5 @@ impl AsyncWrite for ServerEnd {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.changed.notify_one();
         Poll::Ready(Ok(()))
-    }
-}
-
-/// Bytes shown as text where they are UTF-8, for failure messages.
-struct Lossy<'a>(&'a [u8]);
-
-impl std::fmt::Debug for Lossy<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const MAX: usize = 4096;
-        let shown = &self.0[..self.0.len().min(MAX)];
-        write!(f, "{:?}", String::from_utf8_lossy(shown))?;
-        if self.0.len() > MAX {
-            write!(f, " … ({} bytes)", self.0.len())?;
-        }
-        Ok(())
     }
 }

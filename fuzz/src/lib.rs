@@ -20,3 +20,18 @@ pub mod http_service;
 pub mod scratch;
 pub mod seeds;
 pub mod validate;
+
+/// Bytes shown as text where they are UTF-8, for failure messages.
+pub struct Lossy<'a>(&'a [u8]);
+
+impl std::fmt::Debug for Lossy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MAX: usize = 4096;
+        let shown = &self.0[..self.0.len().min(MAX)];
+        write!(f, "{:?}", String::from_utf8_lossy(shown))?;
+        if self.0.len() > MAX {
+            write!(f, " … ({} bytes)", self.0.len())?;
+        }
+        Ok(())
+    }
+}

@@ -569,4 +569,4 @@ fn pad_to_reads_of_7(requests: &[String]) -> String {
 }
 
 /// The delete path without a query.
-const BARE_PATH: &str = "/v1/mmc/control/conferences/attendees/delete";
+const BARE_PATH: &str = meetgate::route::DELETE_PATH;
