@@ -27,7 +27,38 @@ pub enum Verdict {
     Ambiguous(&'static str),
 }
 
+/// An [`Inspector`] shared by a connection's reader, which feeds it every byte, and the
+/// connection's requests, which ask for its verdict when they start and again once their
+/// body (and its trailers) has been read.
+#[derive(Debug)]
+pub struct SharedInspector(std::sync::Mutex<Inspector>);
+
+impl SharedInspector {
+    pub fn new(max_head: usize, max_headers: usize) -> Self {
+        SharedInspector(std::sync::Mutex::new(Inspector::new(max_head, max_headers)))
+    }
+
+    pub fn feed(&self, data: &[u8]) {
+        self.lock().feed(data);
+    }
+
+    /// Why the stream's framing is ambiguous, if it is (so far).
+    pub fn ambiguity(&self) -> Option<&'static str> {
+        match self.lock().verdict() {
+            Verdict::Clean => None,
+            Verdict::Ambiguous(why) => Some(why),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inspector> {
+        // The inspector's state stays consistent between calls: a panic elsewhere while the
+        // lock was held leaves nothing half-done.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Follows HTTP/1.1 request framing over a byte stream.
+#[derive(Debug)]
 pub struct Inspector {
     state: State,
     head: Vec<u8>,
@@ -37,6 +68,7 @@ pub struct Inspector {
     verdict: Verdict,
 }
 
+#[derive(Debug)]
 enum State {
     Head,
     Body(u64),
@@ -45,6 +77,7 @@ enum State {
     Done,
 }
 
+#[derive(Debug)]
 enum Chunk {
     /// Reading a chunk-size line.
     Size(Vec<u8>),

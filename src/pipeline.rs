@@ -19,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::audit::{self, AuditLog, AuditResult, Entry};
 use crate::config::{Config, Credentials, ErrorMatch, LimitsConfig};
 use crate::error::{set_rate_limit_headers, GatewayError};
+use crate::framing::SharedInspector;
 use crate::metrics::{LimitLabels, Metrics, RequestLabels};
 use crate::ratelimit::{self, RateLimitHeaders, RateLimits};
 use crate::route::{self, ConferenceId};
@@ -47,8 +48,9 @@ pub enum PeerId {
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub id: PeerId,
-    /// Set when the connection's byte stream showed ambiguous framing (see `framing`).
-    pub ambiguous_framing: Option<&'static str>,
+    /// The connection's framing inspector (see `framing`); `None` where no byte stream is
+    /// inspected (requests built in memory).
+    pub framing: Option<Arc<SharedInspector>>,
 }
 
 impl PeerId {
@@ -64,8 +66,13 @@ impl Peer {
     pub fn tcp(addr: SocketAddr) -> Peer {
         Peer {
             id: PeerId::Tcp(addr),
-            ambiguous_framing: None,
+            framing: None,
         }
+    }
+
+    /// Why the connection's byte stream has ambiguous framing, if it has (so far).
+    fn ambiguous_framing(&self) -> Option<&'static str> {
+        self.framing.as_ref().and_then(|f| f.ambiguity())
     }
 
     /// The key `per_caller` limits use when the caller does not name itself: its address
@@ -306,7 +313,7 @@ impl Gateway {
     {
         // 1. Route: the cheapest check, first, so that nothing meetgate does not serve
         //    touches anything else (no body read, no token, no upstream).
-        route::check_message(req.headers(), peer.ambiguous_framing)?;
+        route::check_message(req.headers(), peer.ambiguous_framing())?;
         let conference = route::route(req.method(), req.uri())?;
         outcome.conference = Some(conference.clone());
 
@@ -316,6 +323,10 @@ impl Gateway {
         let declared = declared_caller(req.headers(), &settings.caller_header)?;
         outcome.caller.declared.clone_from(&declared);
         let body = read_valid_body(req, &settings.limits).await?;
+        // The body's end (a chunked body's trailers) has now been read and inspected too.
+        if let Some(why) = peer.ambiguous_framing() {
+            return Err(GatewayError::AmbiguousFraming(why));
+        }
         outcome.participants = Some(participants(&body));
 
         // 3. Rate limit: before the token stage, so a refused request causes no upstream call.

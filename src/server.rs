@@ -35,7 +35,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use crate::config::ListenConfig;
-use crate::framing::{Inspector, Verdict};
+use crate::framing::SharedInspector;
 use crate::pipeline::{Gateway, Peer, PeerId};
 
 /// The connection settings, from `[listen]`.
@@ -264,7 +264,7 @@ pub async fn serve_connection<S>(
         let state = svc_state.clone();
         let peer = Peer {
             id: svc_peer.clone(),
-            ambiguous_framing: state.framing(),
+            framing: Some(state.inspector.clone()),
         };
         async move {
             state.enter(Phase::Active);
@@ -375,7 +375,7 @@ struct ConnState {
     phase: AtomicU8,
     since: Mutex<Instant>,
     changed: Notify,
-    inspector: Mutex<Inspector>,
+    inspector: Arc<SharedInspector>,
 }
 
 impl ConnState {
@@ -384,7 +384,7 @@ impl ConnState {
             phase: AtomicU8::new(Phase::Idle as u8),
             since: Mutex::new(Instant::now()),
             changed: Notify::new(),
-            inspector: Mutex::new(Inspector::new(max_head, max_headers)),
+            inspector: Arc::new(SharedInspector::new(max_head, max_headers)),
         }
     }
 
@@ -415,27 +415,12 @@ impl ConnState {
         self.deadline(s).is_some_and(|d| Instant::now() >= d)
     }
 
-    fn framing(&self) -> Option<&'static str> {
-        match self
-            .inspector
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .verdict()
-        {
-            Verdict::Clean => None,
-            Verdict::Ambiguous(why) => Some(why),
-        }
-    }
-
     /// Bytes arrived from the peer.
     fn on_read(&self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
-        self.inspector
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .feed(bytes);
+        self.inspector.feed(bytes);
         if self.phase() == Phase::Idle {
             self.enter(Phase::Head);
         }

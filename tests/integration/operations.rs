@@ -218,6 +218,40 @@ async fn a_request_hidden_behind_a_bare_lf_trailer_is_never_forwarded() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_lf_trailer_arriving_after_the_head_stops_its_own_request() {
+    // The head and the data arrive first and look clean, so the request is already being
+    // served when the trailer shows the ambiguity (hyper reads on to the next CRLF CRLF,
+    // taking the `POST /y` head as trailer): it is refused once its body has been read, and
+    // the removal hidden in the `POST /y` body is never served.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Setup::default().start().await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let first = format!(
+        "POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{SEED_BODY}\r\n",
+        SEED_BODY.len()
+    );
+    s.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hidden = valid_request("");
+    let rest = format!(
+        "0\r\nX: a\n\r\nPOST /y HTTP/1.1\r\nHost: m\r\nContent-Length: {}\r\n\r\n{hidden}",
+        hidden.len()
+    );
+    s.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        closed.is_ok(),
+        "meetgate kept the connection open: {answer}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("bare LF line endings"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1").count(), 1, "{answer}");
+    gw.assert_nothing_forwarded("a request whose trailer has a bare LF");
+}
+
 #[tokio::test]
 async fn hop_by_hop_headers_are_never_forwarded() {
     let gw = Setup::default().start().await;
