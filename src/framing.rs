@@ -65,7 +65,6 @@ pub struct Inspector {
     max_head: usize,
     /// As many header fields as hyper accepts (`listen.max_headers`).
     max_headers: usize,
-    verdict: Verdict,
 }
 
 #[derive(Debug)]
@@ -73,8 +72,9 @@ enum State {
     Head,
     Body(u64),
     Chunked(Chunk),
-    /// The verdict is in (ambiguous): nothing more to learn.
-    Done,
+    /// A request had ambiguous framing (the reason): nothing more to learn, since meetgate
+    /// refuses it and closes the connection.
+    Ambiguous(&'static str),
 }
 
 #[derive(Debug)]
@@ -95,19 +95,21 @@ impl Inspector {
             head: Vec::new(),
             max_head,
             max_headers,
-            verdict: Verdict::Clean,
         }
     }
 
     pub fn verdict(&self) -> Verdict {
-        self.verdict
+        match self.state {
+            State::Ambiguous(why) => Verdict::Ambiguous(why),
+            _ => Verdict::Clean,
+        }
     }
 
     /// Feeds the next bytes read from the connection.
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             data = match &mut self.state {
-                State::Done => return,
+                State::Ambiguous(_) => return,
                 State::Head => self.feed_head(data),
                 State::Body(left) => {
                     let n = (*left).min(data.len() as u64);
@@ -128,7 +130,7 @@ impl Inspector {
         self.head.extend_from_slice(data);
         let Some(end) = head_end(&self.head, from) else {
             if self.head.len() > self.max_head {
-                self.state = self.ambiguous("a request head larger than listen.max_header_bytes");
+                self.state = State::Ambiguous("a request head larger than listen.max_header_bytes");
             }
             return &[];
         };
@@ -136,7 +138,7 @@ impl Inspector {
         let head = std::mem::take(&mut self.head);
         if end > self.max_head {
             // Refused however it arrives, whole or in pieces.
-            self.state = self.ambiguous("a request head larger than listen.max_header_bytes");
+            self.state = State::Ambiguous("a request head larger than listen.max_header_bytes");
             return &[];
         }
         self.state = self.framing(&head[..end]);
@@ -160,7 +162,7 @@ impl Inspector {
             .enumerate()
             .any(|(i, b)| *b == b'\n' && (i == 0 || trimmed[i - 1] != b'\r'));
         if bare_lf {
-            return self.ambiguous("bare LF line endings");
+            return State::Ambiguous("bare LF line endings");
         }
         // With listen.max_headers at most 64 (the default is 64) the fields are parsed into
         // an array on the stack; a larger setting gets a Vec of that many slots, the most
@@ -176,7 +178,7 @@ impl Inspector {
         let mut req = httparse::Request::new(slots);
         match req.parse(trimmed) {
             Ok(httparse::Status::Complete(_)) => {}
-            _ => return self.ambiguous("a request head that cannot be parsed"),
+            _ => return State::Ambiguous("a request head that cannot be parsed"),
         }
         let mut lengths = Vec::new();
         let mut codings = Vec::new();
@@ -188,10 +190,10 @@ impl Inspector {
             }
         }
         if !lengths.is_empty() && !codings.is_empty() {
-            return self.ambiguous("both Content-Length and Transfer-Encoding");
+            return State::Ambiguous("both Content-Length and Transfer-Encoding");
         }
         if lengths.len() > 1 {
-            return self.ambiguous("more than one Content-Length");
+            return State::Ambiguous("more than one Content-Length");
         }
         if let Some(len) = lengths.first() {
             let valid = !len.is_empty() && len.len() <= 19 && len.iter().all(u8::is_ascii_digit);
@@ -206,7 +208,7 @@ impl Inspector {
                         State::Body(n)
                     }
                 }
-                _ => self.ambiguous("an invalid Content-Length"),
+                _ => State::Ambiguous("an invalid Content-Length"),
             };
         }
         if !codings.is_empty() {
@@ -219,16 +221,10 @@ impl Inspector {
                 Some(c) if c.eq_ignore_ascii_case("chunked") => {
                     State::Chunked(Chunk::Size(Vec::new()))
                 }
-                _ => self.ambiguous("a Transfer-Encoding that does not end in chunked"),
+                _ => State::Ambiguous("a Transfer-Encoding that does not end in chunked"),
             };
         }
         State::Head
-    }
-
-    fn ambiguous(&mut self, why: &'static str) -> State {
-        self.verdict = Verdict::Ambiguous(why);
-        // meetgate closes the connection after refusing: nothing after this matters.
-        State::Done
     }
 
     fn feed_chunked<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
@@ -240,7 +236,7 @@ impl Inspector {
                 let rest = match take_line(line, data, 1024) {
                     Line::Partial => return &[],
                     Line::TooLong => {
-                        self.state = self.ambiguous("a chunk-size line longer than 1 KiB");
+                        self.state = State::Ambiguous("a chunk-size line longer than 1 KiB");
                         return &[];
                     }
                     Line::Complete(rest) => rest,
@@ -249,7 +245,7 @@ impl Inspector {
                 // in a trailer as an ordinary byte, so a trailer ending in `\n\r\n` would
                 // end here but not there, and what follows would be read differently.
                 let Some(line) = line.strip_suffix(b"\r") else {
-                    self.state = self.ambiguous("bare LF line endings");
+                    self.state = State::Ambiguous("bare LF line endings");
                     return &[];
                 };
                 let size = std::str::from_utf8(line)
@@ -260,7 +256,7 @@ impl Inspector {
                 self.state = match size {
                     Some(0) => State::Chunked(Chunk::Trailer(Vec::new())),
                     Some(n) => State::Chunked(Chunk::Data(n)),
-                    None => self.ambiguous("a malformed chunk size"),
+                    None => State::Ambiguous("a malformed chunk size"),
                 };
                 rest
             }
@@ -284,7 +280,7 @@ impl Inspector {
                 let rest = match take_line(line, data, 8 * 1024) {
                     Line::Partial => return &[],
                     Line::TooLong => {
-                        self.state = self.ambiguous("a chunked trailer line longer than 8 KiB");
+                        self.state = State::Ambiguous("a chunked trailer line longer than 8 KiB");
                         return &[];
                     }
                     Line::Complete(rest) => rest,
@@ -293,7 +289,7 @@ impl Inspector {
                     b"\r" => self.state = State::Head,
                     [.., b'\r'] => line.clear(),
                     _ => {
-                        self.state = self.ambiguous("bare LF line endings");
+                        self.state = State::Ambiguous("bare LF line endings");
                         return &[];
                     }
                 }
