@@ -87,10 +87,11 @@ pub struct ListenConfig {
     pub max_connections: usize,
     /// Requests being processed; beyond this, requests get a quick 503.
     pub max_in_flight: usize,
-    /// From the first byte of a request to its complete header.
+    /// A request head must be complete within this: from accept for a connection's first
+    /// request (whether or not it sends a byte), from the first byte for later ones.
     #[serde(with = "millis")]
     pub header_read_timeout_ms: Duration,
-    /// A keep-alive connection without a request for this long is closed.
+    /// A keep-alive connection without a new request for this long is closed.
     #[serde(with = "secs")]
     pub idle_timeout_secs: Duration,
     /// Largest request header block.
@@ -110,7 +111,9 @@ impl Default for ListenConfig {
             max_connections: 1024,
             max_in_flight: 256,
             header_read_timeout_ms: Duration::from_secs(10),
-            idle_timeout_secs: Duration::from_secs(60),
+            // Callers are local: reconnecting costs a loopback handshake, while an idle
+            // connection holds one of max_connections. 5 s keeps a burst on one connection.
+            idle_timeout_secs: Duration::from_secs(5),
             max_header_bytes: 16 * 1024,
             max_headers: 64,
         }
