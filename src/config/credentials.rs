@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::Path;
 
 use super::{ConfigError, CredentialsConfig};
+use crate::route::ConferenceId;
 use crate::secret::Secret;
 
 /// Environment variable that may hold the App ID key when `credentials.app_key_file` is unset.
@@ -207,25 +208,25 @@ fn load_host_passwords(path: &Path) -> Result<HashMap<String, Secret>, ConfigErr
     };
     let mut passwords = HashMap::with_capacity(table.len());
     for (conference, password) in table {
-        if conference.is_empty()
-            || conference.len() > 32
-            || !conference.bytes().all(|b| b.is_ascii_digit())
-        {
+        // Neither key nor value is quoted: in a file written the wrong way round
+        // (password = conference ID), the key is the secret.
+        let Some(conference) = ConferenceId::parse(&conference) else {
             return Err(ConfigError::invalid(
                 key,
                 format!(
-                    "{}: conference ID {conference:?} must be 1 to 32 digits",
-                    path.display()
+                    "{}: a key is not a conference ID (each {}); the file maps conference IDs to host passwords, e.g. \"914083136\" = \"<host password>\"",
+                    path.display(),
+                    ConferenceId::RULE
                 ),
             ));
-        }
+        };
         if password.is_empty() {
             return Err(ConfigError::invalid(
                 key,
                 format!("{}: the password for {conference} is empty", path.display()),
             ));
         }
-        passwords.insert(conference, Secret::new(password));
+        passwords.insert(conference.as_str().to_owned(), Secret::new(password));
     }
     Ok(passwords)
 }
@@ -274,17 +275,24 @@ mod tests {
             std::fs::write(path, text).unwrap();
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
         };
-        write(&file, "\"91408x\" = \"s3cret-canary\"\n");
         let cfg = CredentialsConfig::HostPassword {
             host_passwords_file: file.clone(),
         };
-        let msg = Credentials::load(&cfg, &HashMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("91408x") && !msg.contains("s3cret-canary"),
-            "{msg}"
-        );
+        for table in [
+            "\"91408x\" = \"s3cret-canary\"\n",
+            "\"0914083136\" = \"s3cret-canary\"\n",
+            // Written the wrong way round: the key is the password.
+            "\"s3cret-canary\" = \"914083136\"\n",
+        ] {
+            write(&file, table);
+            let msg = Credentials::load(&cfg, &HashMap::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("not a conference ID") && !msg.contains("s3cret-canary"),
+                "{msg}"
+            );
+        }
         write(&file, "\"914083136\" = \"s3cret-canary\"\n");
         let creds = Credentials::load(&cfg, &HashMap::new()).unwrap();
         assert!(!format!("{creds:?}").contains("s3cret"));
