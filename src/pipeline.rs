@@ -486,6 +486,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     validate::check_content_type(req.headers())?;
+    validate::check_content_encoding(req.headers())?;
     let (parts, body) = req.into_parts();
     let bytes = validate::read_body(
         &parts.headers,
