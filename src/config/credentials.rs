@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
-use super::{ConfigError, CredentialsConfig};
+use super::{shown_path, ConfigError, CredentialsConfig};
 use crate::route::ConferenceId;
 use crate::secret::Secret;
 
@@ -146,20 +146,31 @@ fn secret_from(
 }
 
 /// Reads a secret file. It must not be readable by group or others: a secret others can
-/// read is no longer a secret. The error names the file and the fix, never the content.
+/// read is no longer a secret. The error names the key and the file, never the content; a
+/// path that names nothing is shown only up to its existing directory (see [`shown_path`]):
+/// it may be the secret itself, put where the file name belongs.
 pub fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let unreadable = |e: std::io::Error| {
         ConfigError::invalid(
             key,
-            format!("cannot read secret file {}: {e}", path.display()),
+            format!(
+                "cannot read the secret file {}: {e}: set {key} to the path of the file that holds the secret",
+                shown_path(path)
+            ),
         )
     };
-    let mode = std::fs::metadata(path)
-        .map_err(unreadable)?
-        .permissions()
-        .mode()
-        & 0o777;
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if meta.is_dir() {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{} is a directory: name the file that holds the secret",
+                path.display()
+            ),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(ConfigError::invalid(
             key,
