@@ -369,6 +369,15 @@ async fn run_connection<S>(
                     tracing::debug!(?peer, phase = ?state.phase(), "connection closed at the end of the drain time");
                     return;
                 }
+                // Already closing (a request in progress finishes first): it closes without
+                // the 413.
+                Order::Refuse if draining => {}
+                // A pipelined head behind a request in progress: that request finishes
+                // (hyper reads nothing more), then the connection closes without the 413.
+                Order::Refuse if state.phase() == Phase::Active => {
+                    Pin::new(&mut conn).graceful_shutdown();
+                    draining = true;
+                }
                 Order::Refuse => break,
                 Order::Reclaim if !draining => {
                     // Closes at once when idle, else after the exchange in progress.
