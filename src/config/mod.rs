@@ -27,7 +27,7 @@ pub use reveal::shown_path;
 /// start-up (or by `meetgate check-config`), so each message says what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {}: {source}", shown_path(.path))]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -128,6 +128,14 @@ async fn no_message_shows_a_secret_file_passed_as_the_config() {
             assert!(!out.contains("CANARY"), "{command} {name}: {out}");
         }
     }
+    // The secret itself given as the config path: only the existing directory is named.
+    let pasted = d.join("s3cr3t-CANARY-key");
+    let (code, out) = run_meetgate(&["check-config", "--config", pasted.to_str().unwrap()]).await;
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains(&format!("{}/…", d.display())) && !out.contains("CANARY"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
