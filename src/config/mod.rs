@@ -86,7 +86,8 @@ pub struct ListenConfig {
     pub unix_path: Option<PathBuf>,
     /// When set, only these uids may use the Unix socket.
     pub allowed_uids: Vec<u32>,
-    /// Open connections; beyond this, new connections get a quick 503 and are closed.
+    /// Open connections. When all are taken, one without a request in progress is closed to
+    /// admit a new one; when every one has a request in progress, new ones get a quick 503.
     pub max_connections: usize,
     /// Requests being processed; beyond this, requests get a quick 503.
     pub max_in_flight: usize,
