@@ -1,6 +1,10 @@
 //! Wiring: builds the pieces from a [`Config`] and runs them.
 //!
-//! [`start`] binds the listeners (port 0 is fine: tests use it), builds the upstream client,
+//! [`prepare`] builds what needs no socket and no open file: the upstream client (its TLS
+//! configuration, `upstream.ca_file` included), the audit settings (the HMAC key read), and
+//! a working random source. `meetgate check-config` runs it too, so a configuration it
+//! passes is one `serve` starts with, binding the listeners aside.
+//! [`start`] runs it, binds the listeners (port 0 is fine: tests use it), builds the upstream client,
 //! the token service and the gateway, and starts the admin listener. The returned
 //! [`Running`] handle reloads configuration ([`Running::reload`]) and stops gracefully
 //! ([`Running::shutdown`]): readiness turns false, the listeners stop accepting, in-flight
@@ -16,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Health};
+use crate::audit::settings::AuditSettings;
 use crate::audit::AuditLog;
 use crate::config::{Config, ConfigError, Credentials};
 use crate::pipeline::Gateway;
@@ -30,6 +35,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error("cannot start: {0}")]
+    Random(#[from] crate::rand::RandomUnavailable),
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         key: &'static str,
@@ -45,9 +52,9 @@ pub struct Running {
     unix_path: Option<PathBuf>,
     gateway: Arc<Gateway>,
     health: Arc<Health>,
-    drain: Duration,
     stop: watch::Sender<bool>,
-    server: JoinHandle<()>,
+    /// Ends with whether every connection finished within `shutdown.drain_secs`.
+    server: JoinHandle<bool>,
     admin: JoinHandle<()>,
 }
 
@@ -81,15 +88,12 @@ impl Running {
         restart_only_changes(old, new)
     }
 
-    /// Stops accepting, lets in-flight requests finish (at most `shutdown.drain_secs`), and
-    /// returns whether all of them did.
+    /// Stops accepting, lets in-flight requests finish (at most `shutdown.drain_secs`; the
+    /// connections still open then are closed), and returns whether all of them did.
     pub async fn shutdown(self) -> bool {
         self.health.set_draining();
         let _ = self.stop.send(true);
-        let drained = tokio::time::timeout(self.drain, self.server).await.is_ok();
-        if !drained {
-            tracing::warn!(drain = ?self.drain, "drain time over: closing the remaining connections");
-        }
+        let drained = self.server.await.unwrap_or(false);
         self.admin.abort();
         if let Some(path) = &self.unix_path {
             let _ = std::fs::remove_file(path);
@@ -100,10 +104,31 @@ impl Running {
     }
 }
 
+/// What [`prepare`] builds.
+pub struct Prepared {
+    pub upstream: Upstream,
+    pub audit: AuditSettings,
+}
+
+/// Every check `serve` makes before it binds or opens anything, and what they build: shared
+/// by [`start`] and `meetgate check-config`.
+pub fn prepare(config: &Config) -> Result<Prepared, StartError> {
+    let upstream = prepare_without_secrets(config)?;
+    let audit = AuditLog::settings_from(&config.audit)?;
+    Ok(Prepared { upstream, audit })
+}
+
+/// [`prepare`] without reading a secret file (the audit HMAC key), for
+/// `check-config --no-secrets`.
+pub fn prepare_without_secrets(config: &Config) -> Result<Upstream, StartError> {
+    crate::rand::init()?;
+    Ok(Upstream::new(&config.upstream)?)
+}
+
 /// Builds everything from `config` and starts serving.
 pub async fn start(config: &Config, credentials: Credentials) -> Result<Running, StartError> {
-    let upstream = Upstream::new(&config.upstream)?;
-    let audit = open_audit(config).await?;
+    let Prepared { upstream, audit } = prepare(config)?;
+    let audit = open_audit(audit).await?;
     let tokens = TokenService::new(
         upstream.clone(),
         credentials,
@@ -138,6 +163,7 @@ pub async fn start(config: &Config, credentials: Credentials) -> Result<Running,
         tcp,
         unix,
         stopped.clone(),
+        config.shutdown.drain_secs,
     ));
     let admin = tokio::spawn(admin::serve(admin_listener, health.clone(), stopped));
     tokio::spawn(health.clone().probe_upstream());
@@ -150,7 +176,6 @@ pub async fn start(config: &Config, credentials: Credentials) -> Result<Running,
         unix_path: config.listen.unix_path.clone(),
         gateway,
         health,
-        drain: config.shutdown.drain_secs,
         stop,
         server,
         admin,
@@ -158,8 +183,7 @@ pub async fn start(config: &Config, credentials: Credentials) -> Result<Running,
 }
 
 /// Opens the audit log, running its crash recovery (blocking file I/O, off the runtime).
-async fn open_audit(config: &Config) -> Result<AuditLog, StartError> {
-    let settings = AuditLog::settings_from(&config.audit)?;
+async fn open_audit(settings: AuditSettings) -> Result<AuditLog, StartError> {
     let (log, report) = tokio::task::spawn_blocking(move || AuditLog::open(settings))
         .await
         .map_err(|e| {

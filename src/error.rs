@@ -33,6 +33,8 @@ pub enum GatewayError {
     InvalidRequest(String),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    #[error("Content-Encoding must be absent or identity: meetgate does not decompress request bodies; send the JSON uncompressed")]
+    UnsupportedContentEncoding,
     #[error("request body is larger than the limit of {limit} bytes (limits.max_body_bytes)")]
     PayloadTooLarge { limit: usize },
     #[error("request body did not arrive within {0:?} (limits.body_timeout_ms): send the whole body promptly")]
@@ -116,6 +118,7 @@ impl GatewayError {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BadRequest(_) | InvalidRequest(_) => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UnsupportedContentEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -151,6 +154,7 @@ impl GatewayError {
             BadRequest(_) => "MEETGATE.BAD_REQUEST",
             InvalidRequest(_) => "MEETGATE.INVALID_REQUEST",
             UnsupportedMediaType => "MEETGATE.UNSUPPORTED_MEDIA_TYPE",
+            UnsupportedContentEncoding => "MEETGATE.UNSUPPORTED_MEDIA_TYPE",
             PayloadTooLarge { .. } => "MEETGATE.PAYLOAD_TOO_LARGE",
             BodyTimeout(_) => "MEETGATE.BODY_TIMEOUT",
             RateLimited(_) => "MEETGATE.RATE_LIMITED",
@@ -206,8 +210,19 @@ impl GatewayError {
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
         }
-        if matches!(self, GatewayError::AmbiguousFraming(_)) {
-            // Whatever follows on this connection cannot be trusted to be framed right.
+        if matches!(self, GatewayError::UnsupportedContentEncoding) {
+            // RFC 9110 §15.5.16: name the codings that would have been accepted.
+            resp.headers_mut().insert(
+                hyper::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
+        if matches!(
+            self,
+            GatewayError::AmbiguousFraming(_) | GatewayError::PayloadTooLarge { .. }
+        ) {
+            // Ambiguous: whatever follows on this connection cannot be trusted to be framed
+            // right. Too large: the rest of the body is not read, so nothing after it can be.
             resp.headers_mut()
                 .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -5,7 +5,14 @@
 //! ambiguity. A sidecar in a chain of proxies should not guess: a request that carries both
 //! `Content-Length` and `Transfer-Encoding`, or more than one `Content-Length` (even with equal
 //! values), or an unparseable one, may be read differently by whoever sits in front of
-//! meetgate. Such requests are refused with 400 and the connection is closed.
+//! meetgate. So are `chunked` named more than once in `Transfer-Encoding` (in one line or
+//! several): RFC 9112 forbids it, and a proxy may decode it once or twice. Such requests are
+//! refused with 400 and the connection is closed.
+//!
+//! A `Content-Length` too large for any body (over 2^64 - 3, the most hyper can represent)
+//! is a verdict of its own, [`Verdict::TooLarge`]: hyper would answer it with an empty 431 or
+//! 400 before meetgate sees the request, so the connection guard holds such a head back
+//! from hyper and answers 413 `MEETGATE.PAYLOAD_TOO_LARGE` itself (see [`crate::server`]).
 //!
 //! [`Inspector`] sees the same bytes hyper reads (the connection guard feeds it from
 //! `poll_read`) and follows message boundaries itself: the head up to the empty line, then a
@@ -25,6 +32,8 @@ pub enum Verdict {
     Clean,
     /// A request had ambiguous framing; the reason, for the error message.
     Ambiguous(&'static str),
+    /// A request declared a `Content-Length` larger than hyper can represent.
+    TooLarge,
 }
 
 /// An [`Inspector`] shared by a connection's reader, which feeds it every byte, and the
@@ -47,7 +56,14 @@ impl SharedInspector {
         match self.lock().verdict() {
             Verdict::Clean => None,
             Verdict::Ambiguous(why) => Some(why),
+            // Its head never reaches hyper, so no request asks; were one to, it is refused.
+            Verdict::TooLarge => Some("a Content-Length larger than any body"),
         }
+    }
+
+    /// Whether a request declared a `Content-Length` larger than hyper can represent.
+    pub fn too_large(&self) -> bool {
+        self.lock().verdict() == Verdict::TooLarge
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inspector> {
@@ -75,6 +91,8 @@ enum State {
     /// A request had ambiguous framing (the reason): nothing more to learn, since meetgate
     /// refuses it and closes the connection.
     Ambiguous(&'static str),
+    /// A request declared a body too large for hyper: refused, the connection closed.
+    TooLarge,
 }
 
 #[derive(Debug)]
@@ -101,6 +119,7 @@ impl Inspector {
     pub fn verdict(&self) -> Verdict {
         match self.state {
             State::Ambiguous(why) => Verdict::Ambiguous(why),
+            State::TooLarge => Verdict::TooLarge,
             _ => Verdict::Clean,
         }
     }
@@ -109,7 +128,7 @@ impl Inspector {
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             data = match &mut self.state {
-                State::Ambiguous(_) => return,
+                State::Ambiguous(_) | State::TooLarge => return,
                 State::Head => self.feed_head(data),
                 State::Body(left) => {
                     let n = (*left).min(data.len() as u64);
@@ -196,31 +215,25 @@ impl Inspector {
             return State::Ambiguous("more than one Content-Length");
         }
         if let Some(len) = lengths.first() {
-            let valid = !len.is_empty() && len.len() <= 19 && len.iter().all(u8::is_ascii_digit);
-            return match std::str::from_utf8(len)
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                Some(n) if valid => {
-                    if n == 0 {
-                        State::Head
-                    } else {
-                        State::Body(n)
-                    }
-                }
-                _ => State::Ambiguous("an invalid Content-Length"),
+            return match content_length(len) {
+                Some(0) => State::Head,
+                Some(n) if n <= MAX_CONTENT_LENGTH => State::Body(n),
+                Some(_) => State::TooLarge,
+                None if !len.is_empty() && len.iter().all(u8::is_ascii_digit) => State::TooLarge,
+                None => State::Ambiguous("an invalid Content-Length"),
             };
         }
         if !codings.is_empty() {
-            let last = codings
-                .last()
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|v| v.rsplit(',').next())
-                .map(str::trim);
-            return match last {
-                Some(c) if c.eq_ignore_ascii_case("chunked") => {
-                    State::Chunked(Chunk::Size(Vec::new()))
-                }
+            let mut listed = codings
+                .iter()
+                .flat_map(|v| v.split(|b| *b == b','))
+                .map(|c| c.trim_ascii());
+            let chunked = |c: &[u8]| c.eq_ignore_ascii_case(b"chunked");
+            if listed.clone().filter(|c| chunked(c)).count() > 1 {
+                return State::Ambiguous("chunked named more than once in Transfer-Encoding");
+            }
+            return match listed.next_back() {
+                Some(c) if chunked(c) => State::Chunked(Chunk::Size(Vec::new())),
                 _ => State::Ambiguous("a Transfer-Encoding that does not end in chunked"),
             };
         }
@@ -297,6 +310,22 @@ impl Inspector {
             }
         }
     }
+}
+
+/// The largest `Content-Length` hyper represents (it keeps the two values above for its own
+/// use and answers larger ones with 431 itself).
+const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
+
+/// A `Content-Length` value as hyper reads it: ASCII digits only (no sign, no list), any
+/// number of leading zeros. `None` if it is not digits or does not fit in a `u64`.
+fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, b| {
+        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+        n.checked_mul(10)?.checked_add(digit)
+    })
 }
 
 /// Where [`take_line`] got to.
@@ -411,6 +440,35 @@ mod tests {
             all_splits(list),
             Verdict::Ambiguous("an invalid Content-Length")
         );
+    }
+
+    #[test]
+    fn chunked_named_twice_is_ambiguous_in_one_line_or_two() {
+        let why = Verdict::Ambiguous("chunked named more than once in Transfer-Encoding");
+        let one_line = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(all_splits(one_line), why);
+        let two_lines = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: Chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(all_splits(two_lines), why);
+        let once = b"POST / HTTP/1.1\r\nTransfer-Encoding:  chunked \r\n\r\n0\r\n\r\n";
+        assert_eq!(all_splits(once), Verdict::Clean);
+    }
+
+    #[test]
+    fn a_content_length_beyond_any_body_is_too_large_not_ambiguous() {
+        for len in [
+            "18446744073709551615",
+            "18446744073709551614",
+            "18446744073709551616",
+            "99999999999999999999999999",
+        ] {
+            let head = format!("POST / HTTP/1.1\r\nContent-Length: {len}\r\n\r\n");
+            assert_eq!(all_splits(head.as_bytes()), Verdict::TooLarge, "{len}");
+        }
+        // The largest hyper takes is an ordinary (if hopeless) body; leading zeros are fine.
+        let max = b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551613\r\n\r\n";
+        assert_eq!(all_splits(max), Verdict::Clean);
+        let zeros = b"POST / HTTP/1.1\r\nContent-Length: 0000000000000000000000002\r\n\r\nab";
+        assert_eq!(all_splits(zeros), Verdict::Clean);
     }
 
     #[test]

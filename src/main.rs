@@ -41,8 +41,9 @@ enum Command {
         )]
         config: PathBuf,
     },
-    /// Validate a configuration file and its secrets, print the effective configuration
-    /// (secrets are never printed), and exit non-zero on any error.
+    /// Validate a configuration file and its secrets with every check `serve` makes before
+    /// binding (upstream TLS trust anchors, audit key, ...), print the effective
+    /// configuration (secrets are never printed), and exit non-zero on any error.
     CheckConfig {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
@@ -260,11 +261,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// Runs every check `serve` runs before binding its listeners (`app::prepare`: the TLS
+/// client configuration, the audit key, the random source), on top of loading the file and
+/// its credentials.
 fn check_config(path: &Path, no_secrets: bool) -> ExitCode {
     let checked = if no_secrets {
-        Config::load(path).map(|c| (c, None))
+        Config::load(path)
+            .map_err(StartError::from)
+            .and_then(|c| app::prepare_without_secrets(&c).map(|_| (c, None)))
     } else {
-        load(path).map(|(c, creds)| (c, Some(creds)))
+        load(path)
+            .map_err(StartError::from)
+            .and_then(|(c, creds)| app::prepare(&c).map(|_| (c, Some(creds))))
     };
     match checked {
         Ok((config, credentials)) => {
@@ -278,8 +286,16 @@ fn check_config(path: &Path, no_secrets: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("meetgate: {e}");
-            ExitCode::from(EXIT_USAGE)
+            exit_code(&e)
         }
+    }
+}
+
+/// 64 for bad usage or configuration, 1 for anything else.
+fn exit_code(e: &StartError) -> ExitCode {
+    match e {
+        StartError::Config(_) => ExitCode::from(EXIT_USAGE),
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -337,10 +353,7 @@ fn serve(path: PathBuf) -> ExitCode {
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 eprintln!("meetgate: {e}");
-                return match e {
-                    StartError::Config(_) => ExitCode::from(EXIT_USAGE),
-                    _ => ExitCode::FAILURE,
-                };
+                return exit_code(&e);
             }
         };
         let mut current = config;

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub rate_limited: Family<LimitLabels, Counter>,
     pub in_flight: Gauge,
     pub connections_refused: Counter,
+    pub connections_reclaimed: Counter,
     pub token_wait_seconds: Histogram,
     pub audit_wait_seconds: Histogram,
 }
@@ -83,6 +84,7 @@ impl Metrics {
             rate_limited: Family::default(),
             in_flight: Gauge::default(),
             connections_refused: Counter::default(),
+            connections_reclaimed: Counter::default(),
             token_wait_seconds: Histogram::new(latency_buckets()),
             audit_wait_seconds: Histogram::new(latency_buckets()),
         };
@@ -130,6 +132,11 @@ impl Metrics {
             "connections_refused",
             "Connections turned away at listen.max_connections",
             m.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_reclaimed",
+            "Idle connections closed to make room for a new one at listen.max_connections",
+            m.connections_reclaimed.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
         m

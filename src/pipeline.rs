@@ -219,6 +219,11 @@ impl Gateway {
         &self.rate_limits
     }
 
+    /// The body size limit in force (`limits.max_body_bytes`).
+    pub fn max_body_bytes(&self) -> usize {
+        self.settings().limits.max_body_bytes
+    }
+
     /// Handles one request. Always answers; every answer carries `X-Request-Id`.
     pub async fn handle<B>(&self, req: Request<B>, peer: &Peer) -> Response<Full<Bytes>>
     where
@@ -481,6 +486,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     validate::check_content_type(req.headers())?;
+    validate::check_content_encoding(req.headers())?;
     let (parts, body) = req.into_parts();
     let bytes = validate::read_body(
         &parts.headers,

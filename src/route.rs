@@ -14,15 +14,26 @@ use crate::error::GatewayError;
 /// The only path meetgate forwards.
 pub const DELETE_PATH: &str = "/v1/mmc/control/conferences/attendees/delete";
 
-/// A conference ID: 1 to 32 ASCII digits, as the upstream issues them.
+/// A conference ID: 1 to 32 ASCII digits, not starting with 0, as the upstream issues them.
+///
+/// A leading zero is refused rather than stripped: `0914083136` and `914083136` would
+/// otherwise be two conferences to meetgate (two tokens, two rate-limit budgets, two
+/// audit trails) but maybe one to the upstream. The upstream's IDs are numbers it issues
+/// (`914083136`); none is known to start with 0.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConferenceId(String);
 
 impl ConferenceId {
     pub const MAX_LEN: usize = 32;
+    /// What a valid ID looks like, for error messages.
+    pub const RULE: &'static str =
+        "must be 1 to 32 digits not starting with 0 (write 914083136, not 0914083136)";
 
     pub fn parse(s: &str) -> Option<ConferenceId> {
-        let ok = !s.is_empty() && s.len() <= Self::MAX_LEN && s.bytes().all(|b| b.is_ascii_digit());
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_LEN
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && !s.starts_with('0');
         ok.then(|| ConferenceId(s.to_owned()))
     }
 
@@ -79,7 +90,7 @@ pub fn route(method: &Method, uri: &Uri) -> Result<ConferenceId, GatewayError> {
     conference_id(uri.query())
 }
 
-/// The query must be exactly `conferenceID=<1 to 32 digits>`: unknown parameters might mean
+/// The query must be exactly `conferenceID=<ID>`: unknown parameters might mean
 /// something to the upstream that meetgate has not validated, so they are refused.
 fn conference_id(query: Option<&str>) -> Result<ConferenceId, GatewayError> {
     let invalid = |msg: &str| GatewayError::InvalidRequest(format!("query: {msg}"));
@@ -98,7 +109,8 @@ fn conference_id(query: Option<&str>) -> Result<ConferenceId, GatewayError> {
         found = Some(value);
     }
     let value = found.ok_or_else(|| invalid("conferenceID is required"))?;
-    ConferenceId::parse(value).ok_or_else(|| invalid("conferenceID must be 1 to 32 digits"))
+    ConferenceId::parse(value)
+        .ok_or_else(|| invalid(&format!("conferenceID {}", ConferenceId::RULE)))
 }
 
 #[cfg(test)]
@@ -139,6 +151,12 @@ mod tests {
             (Method::POST, DELETE_PATH.to_string(), 400),
             (Method::POST, format!("{DELETE_PATH}?conferenceID="), 400),
             (Method::POST, format!("{DELETE_PATH}?conferenceID=12a"), 400),
+            (
+                Method::POST,
+                format!("{DELETE_PATH}?conferenceID=0914083136"),
+                400,
+            ),
+            (Method::POST, format!("{DELETE_PATH}?conferenceID=0"), 400),
             (Method::POST, format!("{DELETE_PATH}?conferenceID=%31"), 400),
             (
                 Method::POST,
@@ -161,6 +179,12 @@ mod tests {
             let err = r(m.clone(), &uri).unwrap_err();
             assert_eq!(err.status().as_u16(), status, "{m} {uri}: {err}");
         }
+        let zero = r(
+            Method::POST,
+            &format!("{DELETE_PATH}?conferenceID=0914083136"),
+        )
+        .unwrap_err();
+        assert!(zero.to_string().contains("not starting with 0"), "{zero}");
         let connect = route(&Method::CONNECT, &"evil.example:443".parse().unwrap()).unwrap_err();
         assert_eq!(connect.status().as_u16(), 400);
     }

@@ -10,8 +10,11 @@
 //! * the body is a JSON object with exactly one key, `bulkDelAttendInfo` (unknown and
 //!   duplicate keys are refused);
 //! * `bulkDelAttendInfo` is an array of 1..=`limits.max_attendees_per_request` objects;
-//! * each has `number` (required, non-empty string, at most 64 characters, no control
-//!   characters) and optionally `participantID` (1 to 64 of `[A-Za-z0-9_-]`), nothing else;
+//! * each has `number` (required, non-empty string, at most 64 characters, not only
+//!   whitespace, and none of the invisible characters that can make a value read differently
+//!   from what it is: Unicode control, format, line and paragraph separator characters,
+//!   categories Cc, Cf, Zl, Zp, such as U+200B or U+202E) and optionally `participantID`
+//!   (1 to 64 of `[A-Za-z0-9_-]`), nothing else;
 //! * no two items are the same.
 //!
 //! The parser is a set of `serde` seeds that walk the input once, stop at the first problem
@@ -28,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
-use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +113,22 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), GatewayError> {
         }
     }
     Ok(())
+}
+
+/// Refuses bodies sent with a content coding (`Content-Encoding` other than `identity`):
+/// meetgate validates and forwards the JSON it reads, and does not decompress.
+pub fn check_content_encoding(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let identity_only = headers.get_all(CONTENT_ENCODING).iter().all(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .all(|c| c.trim().eq_ignore_ascii_case("identity"))
+        })
+    });
+    if identity_only {
+        Ok(())
+    } else {
+        Err(GatewayError::UnsupportedContentEncoding)
+    }
 }
 
 /// Reads the whole body, never holding more than `limit` bytes of it, within `timeout`.
@@ -449,10 +468,25 @@ fn check_number(v: &str) -> Result<(), &'static str> {
     if v.chars().count() > MAX_NUMBER_CHARS {
         return Err("must be at most 64 characters");
     }
-    if v.chars().any(char::is_control) {
-        return Err("must not contain control characters");
+    if v.chars().all(char::is_whitespace) {
+        return Err("must not be only whitespace");
+    }
+    if v.chars().any(invisible) {
+        return Err("must not contain control, format or line/paragraph separator characters (Unicode Cc, Cf, Zl, Zp, e.g. U+200B, U+202E, U+2028)");
     }
     Ok(())
+}
+
+/// Characters that do not show as themselves: controls (Cc), format characters such as
+/// zero-width spaces and bidirectional overrides (Cf), and line and paragraph separators
+/// (Zl, Zp). In a number they would make an audit record or a query result read as another
+/// number, or break the line it is printed on.
+pub fn invisible(c: char) -> bool {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
+    matches!(
+        get_general_category(c),
+        G::Control | G::Format | G::LineSeparator | G::ParagraphSeparator
+    )
 }
 
 fn check_participant_id(v: &str) -> Result<(), &'static str> {
@@ -525,11 +559,39 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_and_overlong_values_are_refused() {
-        assert_eq!(
-            err(r#"{"bulkDelAttendInfo":[{"number":"+1\u0007"}]}"#),
-            "bulkDelAttendInfo[0].number: must not contain control characters"
-        );
+    fn invisible_characters_whitespace_only_and_overlong_values_are_refused() {
+        const INVISIBLE: &str = "bulkDelAttendInfo[0].number: must not contain control, format or line/paragraph separator characters (Unicode Cc, Cf, Zl, Zp, e.g. U+200B, U+202E, U+2028)";
+        for escaped in [
+            "\\u0007",
+            "\\u007f",
+            "\\u0085",
+            "\\u200b",
+            "\\u202e",
+            "\\u2066",
+            "\\ufeff",
+            "\\u00ad",
+            "\\u2028",
+            "\\u2029",
+            "\\ud834\\udd73",
+        ] {
+            let body = format!(r#"{{"bulkDelAttendInfo":[{{"number":"+1{escaped}2"}}]}}"#);
+            assert_eq!(err(&body), INVISIBLE, "{escaped}");
+        }
+        for blank in [" ", "\\t", "   ", "\\u00a0", "\\u3000 "] {
+            let body = format!(r#"{{"bulkDelAttendInfo":[{{"number":"{blank}"}}]}}"#);
+            assert_eq!(
+                err(&body),
+                "bulkDelAttendInfo[0].number: must not be only whitespace",
+                "{blank:?}"
+            );
+        }
+        // Spaces inside a number, and letters of any script, are fine.
+        assert!(parse_body(
+            r#"{"bulkDelAttendInfo":[{"number":"+86 10 1234\u00a05678"},{"number":"会议室 A"}]}"#
+                .as_bytes(),
+            3
+        )
+        .is_ok());
         let long = "9".repeat(65);
         assert_eq!(
             err(&format!(
@@ -585,6 +647,32 @@ mod tests {
         }
         assert!(check_content_type(&HeaderMap::new()).is_err());
     }
+
+    #[test]
+    fn only_the_identity_content_coding_is_accepted() {
+        let with = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(CONTENT_ENCODING, v.parse().unwrap());
+            }
+            check_content_encoding(&h)
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&["identity"]).is_ok());
+        assert!(with(&["Identity", "identity"]).is_ok());
+        for bad in [
+            &["gzip"][..],
+            &["identity, gzip"],
+            &["identity", "br"],
+            &["deflate"],
+            &[""],
+            &["x-anything"],
+        ] {
+            let err = with(bad).unwrap_err();
+            assert_eq!(err.status().as_u16(), 415, "{bad:?}");
+            assert!(err.to_string().contains("Content-Encoding"), "{bad:?}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -596,13 +684,19 @@ mod properties {
     use proptest::prelude::*;
 
     fn number() -> impl Strategy<Value = String> {
-        // Any non-control characters, 1 to 64 of them (including quotes, backslashes, and
-        // non-ASCII, which the serialiser must escape or keep correctly).
+        // Any visible characters, 1 to 64 of them, not only whitespace (including quotes,
+        // backslashes, and non-ASCII, which the serialiser must escape or keep correctly).
+        // (Mapping rather than filtering: invisible characters are common in `any::<char>()`.)
         proptest::collection::vec(
-            any::<char>().prop_filter("no controls", |c| !c.is_control()),
+            any::<char>().prop_map(|c| if invisible(c) { '?' } else { c }),
             1..=64,
         )
-        .prop_map(|cs| cs.into_iter().collect())
+        .prop_map(|mut cs| {
+            if cs.iter().all(|c| c.is_whitespace()) {
+                cs[0] = '+';
+            }
+            cs.into_iter().collect()
+        })
     }
 
     fn participant_id() -> impl Strategy<Value = Option<String>> {

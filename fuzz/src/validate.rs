@@ -2,7 +2,8 @@
 //!
 //! Invariants:
 //! * accepted ⇒ the value has the documented shape (1 to 50 attendees, `number` non-empty,
-//!   at most 64 characters, no control characters, `participantID` 1 to 64 of
+//!   at most 64 characters, not only whitespace, no control characters nor the well-known
+//!   invisible ones (zero-width, bidirectional controls, separators), `participantID` 1 to 64 of
 //!   `[A-Za-z0-9_-]`, no two items equal);
 //! * accepted ⇒ the canonical re-serialisation is accepted again with the same value, is
 //!   stable, and means the same JSON as the caller's bytes (so what the audit log records and
@@ -43,8 +44,13 @@ fn accepted(data: &[u8], body: &DeleteBody) {
             "number of {chars} characters accepted"
         );
         assert!(
-            !a.number.chars().any(char::is_control),
-            "control character in an accepted number"
+            !a.number.chars().any(|c| c.is_control() || invisible(c)),
+            "control or invisible character in an accepted number: {:?}",
+            a.number
+        );
+        assert!(
+            !a.number.chars().all(char::is_whitespace),
+            "whitespace-only number accepted"
         );
         if let Some(p) = &a.participant_id {
             assert!(
@@ -106,12 +112,28 @@ const REASONS: &[&str] = &[
     "must be a string",
     "must be a non-empty string",
     "must be at most N characters",
-    "must not contain control characters",
+    "must not be only whitespace",
+    "must not contain control, format or line/paragraph separator characters (Unicode Cc, Cf, Zl, Zp, e.g. U+NB, U+NE, U+N)",
     "must be N to N characters",
     "must contain only letters, digits, '_' and '-'",
     "is not valid JSON: unexpected end of input (line N, column N)",
     "is not valid UTF-N JSON (syntax error at line N, column N)",
 ];
+
+/// Well-known characters that do not show as themselves (an independent partial list of
+/// Unicode Cf, Zl and Zp): soft hyphen, zero-width and bidirectional controls, separators,
+/// word joiner and invisible operators, byte order mark.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+    )
+}
 
 /// Field paths, with digit runs written as `N`.
 const PATHS: &[&str] = &[

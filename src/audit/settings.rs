@@ -103,7 +103,10 @@ pub fn read_key_file(key: &str, path: &Path) -> Result<Secret, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::invalid(
             key,
-            format!("cannot read secret file {}: {e}", path.display()),
+            format!(
+                "cannot read secret file {}: {e}",
+                crate::config::shown_path(path)
+            ),
         )
     })?;
     let value = text.trim_end_matches(['\r', '\n']);
@@ -169,8 +172,10 @@ mod tests {
         }
         let msg = parse("redact_numbers = \"sha1\"").unwrap_err().to_string();
         assert!(msg.contains("redact_numbers"), "{msg}");
+        // An unknown key is located, not quoted (a secret file passed as the config must
+        // not be echoed).
         let msg = parse("fsync = false").unwrap_err().to_string();
-        assert!(msg.contains("fsync"), "{msg}");
+        assert!(msg.contains("unknown key in [audit]"), "{msg}");
     }
 
     #[test]

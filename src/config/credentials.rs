@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
-use super::{ConfigError, CredentialsConfig};
+use super::{shown_path, ConfigError, CredentialsConfig};
+use crate::route::ConferenceId;
 use crate::secret::Secret;
 
 /// Environment variable that may hold the App ID key when `credentials.app_key_file` is unset.
@@ -145,20 +146,31 @@ fn secret_from(
 }
 
 /// Reads a secret file. It must not be readable by group or others: a secret others can
-/// read is no longer a secret. The error names the file and the fix, never the content.
+/// read is no longer a secret. The error names the key and the file, never the content; a
+/// path that names nothing is shown only up to its existing directory (see [`shown_path`]):
+/// it may be the secret itself, put where the file name belongs.
 pub fn read_secret_file(key: &str, path: &Path) -> Result<String, ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     let unreadable = |e: std::io::Error| {
         ConfigError::invalid(
             key,
-            format!("cannot read secret file {}: {e}", path.display()),
+            format!(
+                "cannot read the secret file {}: {e}: set {key} to the path of the file that holds the secret",
+                shown_path(path)
+            ),
         )
     };
-    let mode = std::fs::metadata(path)
-        .map_err(unreadable)?
-        .permissions()
-        .mode()
-        & 0o777;
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if meta.is_dir() {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{} is a directory: name the file that holds the secret",
+                path.display()
+            ),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(ConfigError::invalid(
             key,
@@ -207,25 +219,25 @@ fn load_host_passwords(path: &Path) -> Result<HashMap<String, Secret>, ConfigErr
     };
     let mut passwords = HashMap::with_capacity(table.len());
     for (conference, password) in table {
-        if conference.is_empty()
-            || conference.len() > 32
-            || !conference.bytes().all(|b| b.is_ascii_digit())
-        {
+        // Neither key nor value is quoted: in a file written the wrong way round
+        // (password = conference ID), the key is the secret.
+        let Some(conference) = ConferenceId::parse(&conference) else {
             return Err(ConfigError::invalid(
                 key,
                 format!(
-                    "{}: conference ID {conference:?} must be 1 to 32 digits",
-                    path.display()
+                    "{}: a key is not a conference ID (each {}); the file maps conference IDs to host passwords, e.g. \"914083136\" = \"<host password>\"",
+                    path.display(),
+                    ConferenceId::RULE
                 ),
             ));
-        }
+        };
         if password.is_empty() {
             return Err(ConfigError::invalid(
                 key,
                 format!("{}: the password for {conference} is empty", path.display()),
             ));
         }
-        passwords.insert(conference, Secret::new(password));
+        passwords.insert(conference.as_str().to_owned(), Secret::new(password));
     }
     Ok(passwords)
 }
@@ -274,17 +286,24 @@ mod tests {
             std::fs::write(path, text).unwrap();
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
         };
-        write(&file, "\"91408x\" = \"s3cret-canary\"\n");
         let cfg = CredentialsConfig::HostPassword {
             host_passwords_file: file.clone(),
         };
-        let msg = Credentials::load(&cfg, &HashMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("91408x") && !msg.contains("s3cret-canary"),
-            "{msg}"
-        );
+        for table in [
+            "\"91408x\" = \"s3cret-canary\"\n",
+            "\"0914083136\" = \"s3cret-canary\"\n",
+            // Written the wrong way round: the key is the password.
+            "\"s3cret-canary\" = \"914083136\"\n",
+        ] {
+            write(&file, table);
+            let msg = Credentials::load(&cfg, &HashMap::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("not a conference ID") && !msg.contains("s3cret-canary"),
+                "{msg}"
+            );
+        }
         write(&file, "\"914083136\" = \"s3cret-canary\"\n");
         let creds = Credentials::load(&cfg, &HashMap::new()).unwrap();
         assert!(!format!("{creds:?}").contains("s3cret"));

@@ -2,7 +2,8 @@
 //!
 //! Every key has a default except the upstream credentials. Unknown keys are errors (a typo
 //! must not silently fall back to a default), and every error names the offending key, e.g.
-//! ``config: `upstream.base_url`: must start with https://``. Relative paths are resolved
+//! ``config: `upstream.base_url`: must start with https://``. No error shows a value that
+//! might be a secret (see `reveal`): TOML errors give a line, a column and the key. Relative paths are resolved
 //! against the directory of the config file, so a config directory can be moved as a whole.
 //!
 //! Secrets are never in the config file itself: it names files (or environment variables)
@@ -17,14 +18,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod credentials;
+mod reveal;
 
 pub use credentials::{read_secret_file, Credentials, Env, ProcessEnv, ENV_APP_KEY, ENV_PASSWORD};
+pub use reveal::shown_path;
 
 /// Everything that can be wrong with a configuration. Displayed once to the operator at
 /// start-up (or by `meetgate check-config`), so each message says what to change.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {}: {source}", shown_path(.path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -83,14 +86,16 @@ pub struct ListenConfig {
     pub unix_path: Option<PathBuf>,
     /// When set, only these uids may use the Unix socket.
     pub allowed_uids: Vec<u32>,
-    /// Open connections; beyond this, new connections get a quick 503 and are closed.
+    /// Open connections. When all are taken, one without a request in progress is closed to
+    /// admit a new one; when every one has a request in progress, new ones get a quick 503.
     pub max_connections: usize,
     /// Requests being processed; beyond this, requests get a quick 503.
     pub max_in_flight: usize,
-    /// From the first byte of a request to its complete header.
+    /// A request head must be complete within this: from accept for a connection's first
+    /// request (whether or not it sends a byte), from the first byte for later ones.
     #[serde(with = "millis")]
     pub header_read_timeout_ms: Duration,
-    /// A keep-alive connection without a request for this long is closed.
+    /// A keep-alive connection without a new request for this long is closed.
     #[serde(with = "secs")]
     pub idle_timeout_secs: Duration,
     /// Largest request header block.
@@ -110,7 +115,9 @@ impl Default for ListenConfig {
             max_connections: 1024,
             max_in_flight: 256,
             header_read_timeout_ms: Duration::from_secs(10),
-            idle_timeout_secs: Duration::from_secs(60),
+            // Callers are local: reconnecting costs a loopback handshake, while an idle
+            // connection holds one of max_connections. 5 s keeps a burst on one connection.
+            idle_timeout_secs: Duration::from_secs(5),
             max_header_bytes: 16 * 1024,
             max_headers: 64,
         }
@@ -579,7 +586,7 @@ impl Config {
     pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<inline>"),
-            message: e.to_string(),
+            message: reveal::toml_error(text, &e),
         })?;
         config.resolve_paths(base_dir);
         config.validate()?;
@@ -625,6 +632,17 @@ impl Config {
     /// Checks what serde cannot: ranges, formats and combinations.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen.validate()?;
+        let (listen, admin) = (self.listen.addr, self.admin.addr);
+        let overlap = listen.ip() == admin.ip()
+            || listen.ip().is_unspecified()
+            || admin.ip().is_unspecified();
+        // Port 0 means "any free port": two of them never collide.
+        if listen.port() != 0 && listen.port() == admin.port() && overlap {
+            return Err(ConfigError::invalid(
+                "admin.addr",
+                format!("{admin} is the callers' listener (listen.addr = {listen}): give the admin listener a port of its own"),
+            ));
+        }
         self.upstream.base()?;
         positive(
             "upstream.connect_timeout_ms",
@@ -686,9 +704,22 @@ impl Config {
     }
 
     /// The effective configuration as TOML, for `meetgate check-config`. The config holds
-    /// no secret values (only where to find them), so nothing needs masking here.
+    /// no secret values, only where to find them; a secret file's path that names nothing
+    /// (it may be a secret pasted in its place) is shown as [`shown_path`] shows it.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut shown = self.clone();
+        let mask = |p: &mut PathBuf| *p = PathBuf::from(shown_path(p));
+        match &mut shown.credentials {
+            CredentialsConfig::AppId { app_key_file, .. } => app_key_file.iter_mut().for_each(mask),
+            CredentialsConfig::Account { password_file, .. } => {
+                password_file.iter_mut().for_each(mask)
+            }
+            CredentialsConfig::HostPassword {
+                host_passwords_file,
+            } => mask(host_passwords_file),
+        }
+        shown.audit.hmac_key_file.iter_mut().for_each(mask);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 
@@ -882,10 +913,40 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_is_named() {
+    fn an_unknown_key_is_located_and_the_known_ones_listed() {
         let err = parse(&format!("{MINIMAL}\n[listen]\nadr = \"127.0.0.1:1\"\n")).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("adr"), "{msg}");
+        assert!(
+            msg.contains("line 9, column 1: unknown key in [listen]") && msg.contains("`addr`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_admin_listener_may_not_share_the_callers_address() {
+        for (listen, admin) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "0.0.0.0:8080"),
+            ("[::]:9000", "127.0.0.1:9000"),
+        ] {
+            let text = format!(
+                "{MINIMAL}[listen]\naddr = \"{listen}\"\nallow_remote = true\n[admin]\naddr = \"{admin}\"\n"
+            );
+            let msg = parse(&text).unwrap_err().to_string();
+            assert!(
+                msg.contains("`admin.addr`") && msg.contains("listen.addr"),
+                "{listen} {admin}: {msg}"
+            );
+        }
+        for (listen, admin) in [
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("127.0.0.1:8080", "127.0.0.1:9090"),
+        ] {
+            let text =
+                format!("{MINIMAL}[listen]\naddr = \"{listen}\"\n[admin]\naddr = \"{admin}\"\n");
+            assert!(parse(&text).is_ok(), "{listen} {admin}");
+        }
     }
 
     #[test]

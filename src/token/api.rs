@@ -32,6 +32,8 @@ pub enum ApiError {
     Rejected { status: StatusCode, code: String },
     /// 200, but not the documented shape.
     Malformed(String),
+    /// No nonce could be drawn: nothing was sent.
+    Random(crate::rand::RandomUnavailable),
 }
 
 impl ApiError {
@@ -54,6 +56,7 @@ impl ApiError {
                 format!("upstream answered {} {code}", status.as_u16())
             }
             ApiError::Malformed(why) => format!("unusable upstream answer: {why}"),
+            ApiError::Random(e) => e.to_string(),
         }
     }
 }
@@ -89,7 +92,7 @@ const CLIENT_TYPE_API: u32 = 72;
 /// `POST /v2/usg/acs/auth/appauth`.
 pub async fn app_auth(up: &Upstream, auth: &AppAuth<'_>) -> Result<AccessGrant, ApiError> {
     let expire_time = unix_secs(SystemTime::now() + auth.signature_ttl);
-    let nonce = nonce();
+    let nonce = nonce().map_err(ApiError::Random)?;
     let signature = app_signature(
         auth.app_key,
         auth.app_id,
@@ -346,10 +349,10 @@ pub fn app_signature(
 }
 
 /// A fresh 48-character nonce (the API wants 32 to 64 characters).
-fn nonce() -> String {
+fn nonce() -> Result<String, crate::rand::RandomUnavailable> {
     let mut bytes = [0u8; 24];
-    crate::rand::fill(&mut bytes);
-    hex::encode(bytes)
+    crate::rand::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
@@ -409,7 +412,7 @@ mod tests {
 
     #[test]
     fn nonces_are_fresh_and_of_allowed_length() {
-        let (a, b) = (nonce(), nonce());
+        let (a, b) = (nonce().unwrap(), nonce().unwrap());
         assert_ne!(a, b);
         assert!((32..=64).contains(&a.len()));
     }

@@ -2,34 +2,14 @@
 //! SIGHUP (applied, or refused when the file is bad), refusal to start on a non-loopback
 //! address or with a world-readable secret, and the `healthcheck` command.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meetgate::sim::{demo, Endpoint, SimConfig, SimHandle, Simulator};
-use tempfile::TempDir;
+use meetgate::sim::{demo, Endpoint, SimConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::process::Proc;
+use crate::support::process::{prepared, run_meetgate, Proc};
 use crate::support::*;
-
-/// A simulator and a config file for the binary in front of it.
-async fn prepared(
-    sim: SimConfig,
-    creds: &Creds,
-    lines: &[(&str, &str)],
-) -> (SimHandle, TempDir, PathBuf) {
-    let sim = Simulator::start(sim).await.expect("sim");
-    let dir = tempfile::tempdir().expect("dir");
-    let lines: Vec<(String, String)> = lines
-        .iter()
-        .map(|(s, l)| (s.to_string(), l.to_string()))
-        .collect();
-    let toml = with_lines(&write_config(&dir, &sim, creds, "", true).await, &lines);
-    let path = dir.path().join("meetgate.toml");
-    std::fs::write(&path, toml).expect("config");
-    (sim, dir, path)
-}
 
 fn removal(conference: &str, tag: usize) -> String {
     let body = tagged(tag);
@@ -182,22 +162,6 @@ async fn sighup_reloads_limits_and_credentials_and_refuses_a_bad_file() {
         "still serving on the same connection"
     );
     assert!(proc.terminate().await.success());
-}
-
-async fn run_meetgate(args: &[&str]) -> (i32, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meetgate"))
-        .args(args)
-        .output()
-        .await
-        .expect("run meetgate");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[tokio::test]

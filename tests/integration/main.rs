@@ -4,8 +4,11 @@
 mod support;
 
 mod audit_trail;
+mod configuration;
+mod connections;
 mod faults;
 mod fuzz_corpus;
+mod hostile_input;
 mod lifecycle;
 mod operations;
 mod rate_limits;

@@ -346,13 +346,21 @@ async fn idle_keep_alive_connections_are_closed() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_get_a_quick_503() {
+async fn connections_beyond_the_limit_get_a_quick_503_when_each_has_a_request_in_progress() {
     let gw = Setup::default()
         .set("listen", "max_connections = 2")
         .start()
         .await;
-    let _a = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
-    let _b = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    // Two connections each in the middle of a request head: neither may be closed to make
+    // room, so a third connection is turned away.
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: m\r\n")
+            .await
+            .unwrap();
+        busy.push(s);
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let answer = raw_http(gw.addr(), valid_request("").as_bytes()).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
@@ -360,7 +368,7 @@ async fn connections_beyond_the_limit_get_a_quick_503() {
         answer.contains("MEETGATE.OVERLOADED") && answer.contains("max_connections"),
         "{answer}"
     );
-    drop((_a, _b));
+    drop(busy);
     // Room again once they are gone.
     let mut ok = false;
     for _ in 0..50 {

@@ -5,7 +5,47 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use meetgate::sim::{SimConfig, SimHandle, Simulator};
+use tempfile::TempDir;
 use tokio::process::{Child, Command};
+
+use super::{with_lines, write_config, Creds};
+
+/// A simulator and a config file for the binary in front of it, with `lines` (section,
+/// `key = value`) set.
+pub async fn prepared(
+    sim: SimConfig,
+    creds: &Creds,
+    lines: &[(&str, &str)],
+) -> (SimHandle, TempDir, PathBuf) {
+    let sim = Simulator::start(sim).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let lines: Vec<(String, String)> = lines
+        .iter()
+        .map(|(s, l)| (s.to_string(), l.to_string()))
+        .collect();
+    let toml = with_lines(&write_config(&dir, &sim, creds, "", true).await, &lines);
+    let path = dir.path().join("meetgate.toml");
+    std::fs::write(&path, toml).expect("config");
+    (sim, dir, path)
+}
+
+/// Runs `meetgate ARGS` to completion: its exit code and its stdout and stderr together.
+pub async fn run_meetgate(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_meetgate"))
+        .args(args)
+        .output()
+        .await
+        .expect("run meetgate");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
 
 /// A `meetgate serve` process whose stderr goes to a file.
 pub struct Proc {
