@@ -218,6 +218,7 @@ fn rejected(id: &str) -> Entry {
             number: "+1".into(),
             participant_id: None,
         }]),
+        coalesced: None,
     })
 }
 
