@@ -12,10 +12,12 @@
 //!   `rejected` record carrying `"coalesced":{"count":N,"since":…,"scope":"caller"}` and the
 //!   fields of the last refusal counted; the next refusal of the key opens a new window.
 //!
-//! The declared name and the conference are the caller's choice, so the table is bounded by
-//! `audit.coalesce_max_keys`: a refusal that finds it full is counted in one bucket per reason
-//! (`"scope":"overflow"`), flushed the same way. Whatever a flood sends, a window adds at most
-//! `2 × coalesce_max_keys` records plus one per reason.
+//! The declared name and the conference are the caller's choice; its address or uid is not
+//! (short of a local attacker binding many loopback addresses). So one caller opens at most
+//! [`KEYS_PER_CALLER`] keys at once, and the whole table at most `audit.coalesce_max_keys`:
+//! a refusal beyond either bound is counted in one bucket per reason (`"scope":"overflow"`),
+//! flushed the same way. Whatever a flood sends, a window adds at most 2 × 16 records per
+//! caller, 2 × `coalesce_max_keys` in all, plus one per reason.
 //!
 //! The table is shared by the request path, which decides under a short lock, and the writer
 //! thread, which writes the counts that fell due before it waits again (see `writer`).
@@ -25,6 +27,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::record::{self, Coalesced, CoalescedScope, PeerIdentity, Rejected};
+
+/// Keys one caller (address or uid) may have open at once.
+pub(crate) const KEYS_PER_CALLER: usize = 16;
 
 /// What to do with one refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +113,8 @@ pub(crate) struct Coalescer {
     window: Duration,
     max_keys: usize,
     keys: HashMap<Key, Window>,
+    /// Open keys per caller.
+    per_caller: HashMap<PeerKey, usize>,
     /// Keys in the order their windows opened, so the oldest falls due first. An entry whose
     /// key was reopened since is skipped when it comes up.
     order: VecDeque<(Instant, Key)>,
@@ -125,6 +132,7 @@ impl Coalescer {
             window,
             max_keys,
             keys: HashMap::new(),
+            per_caller: HashMap::new(),
             order: VecDeque::new(),
             overflow: HashMap::new(),
             due: Vec::new(),
@@ -142,11 +150,11 @@ impl Coalescer {
                 return Verdict::Counted;
             }
             // Over, but the writer has not flushed it yet: close it now, open a new one.
-            if let Some(old) = self.keys.remove(&key) {
-                self.due.extend(old.close(CoalescedScope::Caller));
-            }
+            self.close_key(&key);
         }
-        if self.keys.len() < self.max_keys {
+        let callers_keys = self.per_caller.get(&key.peer).copied().unwrap_or(0);
+        if self.keys.len() < self.max_keys && callers_keys < KEYS_PER_CALLER {
+            *self.per_caller.entry(key.peer.clone()).or_default() += 1;
             self.keys.insert(key.clone(), Window::new(now));
             self.order.push_back((now, key));
             return Verdict::Write;
@@ -167,6 +175,20 @@ impl Coalescer {
         }
     }
 
+    /// Ends a key's window: its count, if any, is due.
+    fn close_key(&mut self, key: &Key) {
+        let Some(w) = self.keys.remove(key) else {
+            return;
+        };
+        if let Some(n) = self.per_caller.get_mut(&key.peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_caller.remove(&key.peer);
+            }
+        }
+        self.due.extend(w.close(CoalescedScope::Caller));
+    }
+
     fn count_overflow(&mut self, r: &Rejected, now: Instant, wall: SystemTime) {
         self.counted += 1;
         self.overflow
@@ -185,9 +207,7 @@ impl Coalescer {
                 break;
             };
             if self.keys.get(&key).is_some_and(|w| w.opened == opened) {
-                if let Some(w) = self.keys.remove(&key) {
-                    self.due.extend(w.close(CoalescedScope::Caller));
-                }
+                self.close_key(&key);
             }
         }
         let window = self.window;
@@ -209,6 +229,7 @@ impl Coalescer {
     pub fn take_all(&mut self) -> Vec<Rejected> {
         let mut out = std::mem::take(&mut self.due);
         self.order.clear();
+        self.per_caller.clear();
         let mut keys: Vec<Window> = self.keys.drain().map(|(_, w)| w).collect();
         keys.sort_by_key(|w| w.opened);
         out.extend(
@@ -344,11 +365,12 @@ mod tests {
         let wall = SystemTime::now();
         let mut c = Coalescer::new(W, 4);
         let mut written = 0;
-        // 10 000 distinct declared names, as a hostile caller can send.
-        for i in 0..10_000 {
+        // 10 000 distinct callers (a local attacker can bind many loopback addresses).
+        for i in 0..10_000u32 {
+            let [_, a, b, d] = i.to_be_bytes();
             let r = refusal(
-                "127.0.0.1:1",
-                Some(&format!("n{i}")),
+                &format!("127.{a}.{b}.{d}:1"),
+                None,
                 INVALID,
                 &format!("r{i}"),
             );
@@ -361,6 +383,27 @@ mod tests {
         assert_eq!(due.len(), 1, "{due:?}");
         let co = due[0].coalesced.as_ref().unwrap();
         assert_eq!((co.count, co.scope), (9_996, CoalescedScope::Overflow));
+    }
+
+    #[test]
+    fn one_caller_opens_few_keys_however_many_names_it_declares() {
+        let t0 = Instant::now();
+        let wall = SystemTime::now();
+        let mut c = Coalescer::new(W, 1024);
+        let written = (0..10_000)
+            .filter(|i| {
+                let r = refusal("127.0.0.1:1", Some(&format!("n{i}")), INVALID, "r");
+                c.observe(&r, t0, wall) == Verdict::Write
+            })
+            .count();
+        assert_eq!(written, KEYS_PER_CALLER);
+        // Another caller still gets its own record.
+        let other = refusal("127.0.0.2:1", None, INVALID, "o");
+        assert_eq!(c.observe(&other, t0, wall), Verdict::Write);
+        // Once the windows are over, the caller's keys are free again.
+        assert_eq!(c.take_due(t0 + W).len(), 1, "one overflow record");
+        let again = refusal("127.0.0.1:1", Some("n0"), INVALID, "r");
+        assert_eq!(c.observe(&again, t0 + W, wall), Verdict::Write);
     }
 
     #[test]
