@@ -10,7 +10,7 @@
 //! task of its own, which the connection only awaits: a caller that hangs up then drops the
 //! wait, never the removal, which goes on to its outcome record (by construction, not by
 //! care at each await). The request's place among `listen.max_in_flight` and the
-//! `meetgate_in_flight_requests` gauge are held by an [`InFlight`] guard that travels with
+//! `meetgate_in_flight_requests` gauge are held by an `InFlight` guard that travels with
 //! the request and is given back when it is dropped, however the request ends.
 
 use std::net::SocketAddr;
@@ -443,12 +443,15 @@ impl Gateway {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         // 1. Route: the cheapest checks, first, so that nothing meetgate does not serve
-        //    touches anything else (no body read, no token, no upstream). Ambiguous framing
-        //    comes before everything: whatever else is wrong, its answer must close the
-        //    connection. Then who the request was addressed to and whether a browser sent it
-        //    (DNS rebinding), before the request itself is looked at.
-        route::check_message(req.headers(), peer.ambiguous_framing())?;
+        //    touches anything else (no body read, no token, no upstream). First who the
+        //    request was addressed to and whether a browser sent it (DNS rebinding), before
+        //    anything of the request itself is looked at; only ambiguous framing goes before
+        //    it, because whatever else is wrong, that answer must close the connection.
+        if let Some(why) = peer.ambiguous_framing() {
+            return Err(GatewayError::AmbiguousFraming(why));
+        }
         self.hosts.check(req.headers(), peer.is_unix())?;
+        route::check_message(req.headers(), None)?;
         let conference = route::route(req.method(), req.uri())?;
         outcome.conference = Some(conference.clone());
 

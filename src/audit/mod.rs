@@ -6,7 +6,7 @@
 //! The pipeline appends an [`Entry::Intent`] and waits for it to be durable *before* the
 //! removal is sent upstream, and an [`Entry::Outcome`] before the caller sees the answer.
 //! Refusals go through [`AuditLog::reject`], which writes the first of a kind and counts its
-//! repeats ([`coalesce`]). [`AuditLog::append`] resolves only after `fdatasync` covered the
+//! repeats (`coalesce`). [`AuditLog::append`] resolves only after `fdatasync` covered the
 //! record; an `Err` means it is not durable, and the gateway then answers 503
 //! `MEETGATE.AUDIT_UNAVAILABLE` and forwards nothing (fail closed). Records waiting for the
 //! disk are bounded (`audit.max_queued_records`): [`AuditLog::try_append`] fails at once
@@ -67,7 +67,7 @@
 //! * [`record`]: entry types, the line encoder and the strict parser.
 //! * [`chain`]: the hash construction.
 //! * [`redact`]: the `audit.redact_numbers` modes.
-//! * [`coalesce`]: counting repeated refusals instead of writing each.
+//! * `coalesce`: counting repeated refusals instead of writing each.
 //! * `writer`: the writer thread (group commit, checkpoints, rotation, failure).
 //! * `scan`: reading and checking records, shared by recovery, verify and query.
 //! * [`files`]: file names and durable file-system operations.

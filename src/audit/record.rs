@@ -68,7 +68,7 @@ pub struct Rejected {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub participants: Option<Vec<Participant>>,
     /// Set when this record stands for refusals that were not written one by one (see
-    /// [`coalesce`](super::coalesce)); the other fields are those of the last of them.
+    /// `coalesce`); the other fields are those of the last of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coalesced: Option<Coalesced>,
 }
