@@ -8,7 +8,8 @@
 //! the token service and the gateway, and starts the admin listener. The returned
 //! [`Running`] handle reloads configuration ([`Running::reload`]) and stops gracefully
 //! ([`Running::shutdown`]): readiness turns false, the listeners stop accepting, in-flight
-//! requests finish within `shutdown.drain_secs`.
+//! requests finish within `shutdown.drain_secs`, and removals whose callers hung up get
+//! their outcome records before the audit log closes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -97,6 +98,11 @@ impl Running {
         self.admin.abort();
         if let Some(path) = &self.unix_path {
             let _ = std::fs::remove_file(path);
+        }
+        // Removals whose callers hung up run on their own tasks, which the drain does not
+        // see: their outcomes are written before the log closes.
+        if !self.gateway.settle().await {
+            tracing::warn!("requests still running at shutdown; their intents will be reported as unknown at the next start");
         }
         // Last: a final checkpoint, synced, after the last outcome.
         self.gateway.audit().close().await;

@@ -23,6 +23,10 @@ use crate::ratelimit::{Denied, RateLimitHeaders};
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     // --- the caller's fault (4xx) ---
+    #[error("the Host header does not name this meetgate (a loopback address, localhost, the listener's address or a name in listen.allowed_hosts); nothing was forwarded: requests for other names are refused, as a DNS-rebinding web page sends them. If services reach meetgate by another name, add it to listen.allowed_hosts")]
+    ForbiddenHost,
+    #[error("the request carries {0}, which browsers send and internal services do not; nothing was forwarded: meetgate does not serve web pages (set listen.allow_browser_requests = true only for a trusted browser client)")]
+    BrowserRequest(&'static str),
     #[error("no such route: meetgate only serves POST /v1/mmc/control/conferences/attendees/delete?conferenceID=<digits>")]
     NotFound,
     #[error("method not allowed: use POST for /v1/mmc/control/conferences/attendees/delete")]
@@ -67,6 +71,11 @@ pub enum GatewayError {
     TokenRefused {
         conference: String,
         status: u16,
+        upstream_code: String,
+    },
+    #[error("the upstream refused meetgate's control token for conference {conference} twice ({upstream_code}), the second time a freshly obtained one; nothing was removed: retry later, and if it persists check meetgate's credentials for the conference")]
+    TokenRejectedTwice {
+        conference: String,
         upstream_code: String,
     },
     #[error("the upstream rejected meetgate's account credentials ({upstream_code}): check the [credentials] section and its secret")]
@@ -114,6 +123,7 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
+            ForbiddenHost | BrowserRequest(_) => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BadRequest(_) | InvalidRequest(_) => StatusCode::BAD_REQUEST,
@@ -128,6 +138,7 @@ impl GatewayError {
             HostPasswordRejected { .. } => StatusCode::BAD_GATEWAY,
             ChairPasswordUnavailable { .. } => StatusCode::BAD_GATEWAY,
             TokenRefused { .. } => StatusCode::BAD_GATEWAY,
+            TokenRejectedTwice { .. } => StatusCode::BAD_GATEWAY,
             UpstreamAuthFailed { .. } => StatusCode::BAD_GATEWAY,
             TokenUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
@@ -149,6 +160,8 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         use GatewayError::*;
         match self {
+            ForbiddenHost => "MEETGATE.FORBIDDEN_HOST",
+            BrowserRequest(_) => "MEETGATE.BROWSER_REQUEST",
             NotFound => "MEETGATE.NOT_FOUND",
             MethodNotAllowed => "MEETGATE.METHOD_NOT_ALLOWED",
             BadRequest(_) => "MEETGATE.BAD_REQUEST",
@@ -164,6 +177,7 @@ impl GatewayError {
             HostPasswordRejected { .. } => "MEETGATE.HOST_PASSWORD_REJECTED",
             ChairPasswordUnavailable { .. } => "MEETGATE.CHAIR_PASSWORD_UNAVAILABLE",
             TokenRefused { .. } => "MEETGATE.TOKEN_REFUSED",
+            TokenRejectedTwice { .. } => "MEETGATE.TOKEN_REJECTED_TWICE",
             UpstreamAuthFailed { .. } => "MEETGATE.UPSTREAM_AUTH_FAILED",
             TokenUnavailable { .. } => "MEETGATE.TOKEN_UNAVAILABLE",
             UpstreamUnreachable { .. } => "MEETGATE.UPSTREAM_UNREACHABLE",

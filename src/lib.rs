@@ -15,7 +15,7 @@
 //!
 //! | stage | module | refuses with |
 //! |---|---|---|
-//! | 1. route (and message hygiene: framing, upgrades) | [`route`] | 404 / 405 / 400 |
+//! | 1. route: Host and browser check first ([`host`], DNS rebinding), then message hygiene (framing, upgrades), then the route | [`route`] | 403 / 404 / 405 / 400 |
 //! | 2. read + validate body | [`validate`] | 413 / 415 / 408 / 400 |
 //! | 3. rate limit (global, per conference, per caller; cost = attendees) | [`ratelimit`] | 429 |
 //! | 4. control token (cache, single-flight, renewal) | [`token`] | 503 / 502 / 4xx |
@@ -24,7 +24,10 @@
 //! | 7. audit outcome, durable before the caller hears it | [`audit`] | 503 |
 //! | 8. respond (upstream status and body relayed) | [`pipeline`] | — |
 //!
-//! Refusals after stage 1 are recorded as `rejected` audit records.
+//! Stages 3 to 8 run on a task of their own: once a request is valid, its removal is carried
+//! through to the outcome record even if the caller hangs up. Every refusal of a removal
+//! attempt (a `POST` to the delete path), whatever the stage, is recorded as a `rejected`
+//! audit record; repeats are counted into one record ([`audit`]'s coalescing).
 //!
 //! # Modules
 //!
@@ -32,7 +35,8 @@
 //! * [`server`]: listeners, connection limits and clocks, HTTP/1.1 connections.
 //! * [`framing`]: spots ambiguous request framing (smuggling attempts) on the wire.
 //! * [`pipeline`]: the stages above, in order, in one function.
-//! * [`route`], [`validate`], [`ratelimit`], [`token`], [`audit`], [`upstream`]: the stages.
+//! * [`host`], [`route`], [`validate`], [`ratelimit`], [`token`], [`audit`], [`upstream`]:
+//!   the stages.
 //! * [`admin`]: health, readiness and metrics listener; [`metrics`]: what it exposes.
 //! * [`config`]: the typed configuration and secret loading.
 //! * [`error`]: the one error enum, and the only table mapping errors to HTTP.
@@ -51,6 +55,7 @@ pub mod demo;
 pub mod error;
 pub mod faultproxy;
 pub mod framing;
+pub mod host;
 pub mod metrics;
 pub mod pipeline;
 pub mod rand;

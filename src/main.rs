@@ -94,6 +94,15 @@ enum AuditCommand {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+    /// Accept, on purpose, that the audit log lost records the checkpoint file vouches for
+    /// (its end cut off, or the log emptied or deleted), which `serve` refuses to start
+    /// with: writes a durable `gap` record naming the missing seqs, so the chain verifies
+    /// again and `audit verify` reports the gap. meetgate must not be running.
+    AcceptGap {
+        /// meetgate's configuration file (for `[audit]`).
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Print removals (intent joined with outcome), one row per request.
     Query {
         /// Audit files, in any order.
@@ -148,6 +157,7 @@ fn main() -> ExitCode {
 
 fn audit(command: AuditCommand) -> ExitCode {
     match command {
+        AuditCommand::AcceptGap { config } => accept_gap(&config),
         AuditCommand::Verify {
             checkpoint,
             key_file,
@@ -211,6 +221,53 @@ fn audit(command: AuditCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// `meetgate audit accept-gap`: opens the log as `serve` would, accepting a gap, and closes it.
+fn accept_gap(path: &Path) -> ExitCode {
+    let settings = match Config::load(path)
+        .and_then(|c| audit::AuditLog::settings_from(&c.audit).map(|s| (c.log, s)))
+    {
+        Ok((log, settings)) => {
+            init_logging(&log);
+            settings
+        }
+        Err(e) => {
+            eprintln!("meetgate: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meetgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let (log, report) = match audit::AuditLog::accept_gap(settings) {
+            Ok(opened) => opened,
+            Err(e) => {
+                eprintln!("meetgate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        log.close().await;
+        match report.gap {
+            Some(g) => println!(
+                "gap accepted: records {}..={} are missing; the gap record at seq {} names them, and `meetgate audit verify` reports it",
+                g.from, g.to, g.seq
+            ),
+            None => println!(
+                "no gap to accept: the audit log reaches the last checkpoint (head seq {})",
+                report.head_seq
+            ),
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 /// The `--key-file` of the audit commands, or the usage exit code.
@@ -353,6 +410,12 @@ fn serve(path: PathBuf) -> ExitCode {
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
                 eprintln!("meetgate: {e}");
+                if let StartError::Audit(audit::AuditError::Gap { .. }) = &e {
+                    eprintln!(
+                        "meetgate: to accept the loss on purpose: meetgate audit accept-gap --config {}",
+                        path.display()
+                    );
+                }
                 return exit_code(&e);
             }
         };

@@ -283,6 +283,16 @@ impl LiveSource for crate::audit::AuditLog {
                 s.failures,
             ),
             ("audit_rotations", "Audit log rotations", s.rotations),
+            (
+                "audit_queue_full",
+                "Audit appends refused at once because the queue was full (audit.max_queued_records)",
+                s.queue_full,
+            ),
+            (
+                "audit_refusals_coalesced",
+                "Refusals counted into coalesced rejected records instead of written one by one",
+                s.refusals_coalesced,
+            ),
         ];
         for (name, help, v) in counters {
             out.push(Sample {
@@ -313,6 +323,16 @@ impl LiveSource for crate::audit::AuditLog {
                 "audit_batch_size_mean",
                 "Mean records per audit fdatasync",
                 s.mean_batch(),
+            ),
+            (
+                "audit_queue_records",
+                "Audit records waiting for the disk",
+                s.queued as f64,
+            ),
+            (
+                "audit_retention_held_files",
+                "Rotated audit files beyond audit.keep_files kept because they hold removal evidence",
+                s.retention_held_files as f64,
             ),
             (
                 "audit_batch_size_max",

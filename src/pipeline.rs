@@ -1,14 +1,24 @@
 //! The request pipeline: every request's path through meetgate, in one function.
 //!
 //! [`Gateway::handle`] never fails: whatever happens, the caller gets a response with an
-//! `X-Request-Id`. The stages are plain `async fn`s called in order from
-//! `Gateway::remove`; each returns early with a [`GatewayError`] that becomes the response.
+//! `X-Request-Id`. The stages are plain `async fn`s called in order, stages 1 and 2 from
+//! `Gateway::admit` and 3 to 8 from `Gateway::remove`; each returns early with a
+//! [`GatewayError`] that becomes the response.
+//!
+//! Stages 1 and 2 run on the connection's task: a caller that hangs up while its request
+//! is read just cancels it. Once a request is valid, `Gateway::detach` runs the rest on a
+//! task of its own, which the connection only awaits: a caller that hangs up then drops the
+//! wait, never the removal, which goes on to its outcome record (by construction, not by
+//! care at each await). The request's place among `listen.max_in_flight` and the
+//! `meetgate_in_flight_requests` gauge are held by an `InFlight` guard that travels with
+//! the request and is given back when it is dropped, however the request ends.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -20,6 +30,7 @@ use crate::audit::{self, AuditLog, AuditResult, Entry};
 use crate::config::{Config, Credentials, ErrorMatch, LimitsConfig};
 use crate::error::{set_rate_limit_headers, GatewayError};
 use crate::framing::SharedInspector;
+use crate::host::HostPolicy;
 use crate::metrics::{LimitLabels, Metrics, RequestLabels};
 use crate::ratelimit::{self, RateLimitHeaders, RateLimits};
 use crate::route::{self, ConferenceId};
@@ -68,6 +79,10 @@ impl Peer {
             id: PeerId::Tcp(addr),
             framing: None,
         }
+    }
+
+    fn is_unix(&self) -> bool {
+        matches!(self.id, PeerId::Unix { .. })
     }
 
     /// Why the connection's byte stream has ambiguous framing, if it has (so far).
@@ -120,8 +135,27 @@ pub struct Gateway {
     upstream: Upstream,
     tokens: TokenService,
     audit: AuditLog,
-    in_flight: Semaphore,
+    /// `listen.allowed_hosts` and `listen.allow_browser_requests` (restart-only).
+    hosts: HostPolicy,
+    /// One permit per request being handled (`listen.max_in_flight`).
+    in_flight: Arc<Semaphore>,
+    in_flight_limit: u32,
+    /// How long a graceful stop waits for requests still running (see [`Gateway::settle`]).
+    settle_limit: Duration,
     metrics: Arc<Metrics>,
+}
+
+/// A request's place among `listen.max_in_flight`, counted in the in-flight gauge; both are
+/// given back when this is dropped, wherever the request ends.
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+    gauge: Gauge,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 /// The request path's reloadable settings.
@@ -147,6 +181,11 @@ impl Settings {
 /// the request log line and the response headers.
 struct Outcome {
     request_id: String,
+    started: Instant,
+    method: Method,
+    peer: PeerId,
+    /// A `POST` to the delete path: every refusal of one is recorded.
+    removal_attempt: bool,
     conference: Option<ConferenceId>,
     caller: audit::Caller,
     participants: Option<Vec<audit::Participant>>,
@@ -158,6 +197,40 @@ struct Outcome {
     settled: bool,
 }
 
+impl Outcome {
+    fn new<B>(req: &Request<B>, peer: &Peer) -> Outcome {
+        let removal_attempt = route::is_removal_attempt(req.method(), req.uri());
+        Outcome {
+            request_id: crate::rand::request_id(),
+            started: Instant::now(),
+            method: req.method().clone(),
+            peer: peer.id.clone(),
+            removal_attempt,
+            conference: removal_attempt
+                .then(|| route::named_conference(req.uri()))
+                .flatten(),
+            caller: audit::Caller {
+                peer: peer.id.audit_identity(),
+                declared: None,
+            },
+            participants: None,
+            attempts: 0,
+            rate_limit: RateLimitHeaders::default(),
+            upstream: Duration::ZERO,
+            settled: false,
+        }
+    }
+}
+
+/// A request that passed stages 1 and 2, with all the rest needs.
+struct Admitted {
+    conference: ConferenceId,
+    body: DeleteBody,
+    /// The key of `per_caller` limits.
+    caller_key: String,
+    settings: Arc<Settings>,
+}
+
 impl Gateway {
     pub fn new(
         config: &Config,
@@ -165,10 +238,16 @@ impl Gateway {
         tokens: TokenService,
         audit: AuditLog,
     ) -> Gateway {
+        let in_flight_limit = u32::try_from(config.listen.max_in_flight).unwrap_or(u32::MAX);
         Gateway {
             settings: RwLock::new(Arc::new(Settings::from_config(config))),
             rate_limits: RateLimits::new(&config.rate_limit),
-            in_flight: Semaphore::new(config.listen.max_in_flight),
+            hosts: HostPolicy::new(&config.listen),
+            in_flight: Arc::new(Semaphore::new(in_flight_limit as usize)),
+            in_flight_limit,
+            // A request still running at a stop is at most one upstream call from its
+            // outcome record.
+            settle_limit: config.upstream.connect_timeout_ms + config.upstream.request_timeout_ms,
             metrics: Arc::new(Metrics::new()),
             upstream,
             tokens,
@@ -224,37 +303,88 @@ impl Gateway {
         self.settings().limits.max_body_bytes
     }
 
+    /// Waits until no request is in flight (removals whose callers hung up included), at
+    /// most as long as one upstream call may take, and admits none after: for a graceful
+    /// stop, so that their outcomes are written before the audit log closes. Returns
+    /// whether all finished.
+    pub async fn settle(&self) -> bool {
+        let all = self.in_flight.acquire_many(self.in_flight_limit);
+        let settled = match tokio::time::timeout(self.settle_limit, all).await {
+            Ok(Ok(permits)) => {
+                permits.forget();
+                true
+            }
+            _ => false,
+        };
+        self.in_flight.close();
+        settled
+    }
+
     /// Handles one request. Always answers; every answer carries `X-Request-Id`.
-    pub async fn handle<B>(&self, req: Request<B>, peer: &Peer) -> Response<Full<Bytes>>
+    pub async fn handle<B>(self: &Arc<Self>, req: Request<B>, peer: &Peer) -> Response<Full<Bytes>>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let started = Instant::now();
-        let request_id = crate::rand::request_id();
-        let method = req.method().clone();
-        let mut outcome = Outcome {
-            request_id: request_id.clone(),
-            conference: None,
-            caller: audit::Caller {
-                peer: peer.id.audit_identity(),
-                declared: None,
-            },
-            participants: None,
-            attempts: 0,
-            rate_limit: RateLimitHeaders::default(),
-            upstream: Duration::ZERO,
-            settled: false,
-        };
+        let mut outcome = Outcome::new(&req, peer);
         // Excess requests get a quick 503 rather than queueing without bound.
-        let permit = self.in_flight.try_acquire();
-        self.metrics.in_flight.inc();
-        let result = match permit {
-            Ok(_) => self.remove(req, peer, &mut outcome).await,
-            Err(_) => Err(GatewayError::Overloaded),
+        let Some(in_flight) = self.enter() else {
+            return self.finish(Err(GatewayError::Overloaded), outcome).await;
         };
-        self.metrics.in_flight.dec();
+        match self.admit(req, peer, &mut outcome).await {
+            Ok(admitted) => self.detach(admitted, outcome, in_flight).await,
+            Err(e) => self.finish(Err(e), outcome).await,
+        }
+    }
+
+    /// A place among `listen.max_in_flight`, if there is one.
+    fn enter(&self) -> Option<InFlight> {
+        let permit = self.in_flight.clone().try_acquire_owned().ok()?;
+        self.metrics.in_flight.inc();
+        Some(InFlight {
+            _permit: permit,
+            gauge: self.metrics.in_flight.clone(),
+        })
+    }
+
+    /// Stages 3 to 8 on a task of their own, which the connection only awaits: a caller
+    /// that hangs up drops this future, not the removal.
+    async fn detach(
+        self: &Arc<Self>,
+        admitted: Admitted,
+        mut outcome: Outcome,
+        in_flight: InFlight,
+    ) -> Response<Full<Bytes>> {
+        let gateway = self.clone();
+        let request_id = outcome.request_id.clone();
+        let task = tokio::spawn(async move {
+            let result = gateway.remove(admitted, &mut outcome).await;
+            let resp = gateway.finish(result, outcome).await;
+            drop(in_flight);
+            resp
+        });
+        match task.await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!(request_id, error = %e, "request task failed");
+                let mut resp =
+                    GatewayError::Internal("the request's task failed".into()).to_response();
+                if let Ok(v) = HeaderValue::from_str(&request_id) {
+                    resp.headers_mut().insert(REQUEST_ID, v);
+                }
+                resp
+            }
+        }
+    }
+
+    /// The response for `result`, with the refusal's audit record, metrics and log line.
+    async fn finish(
+        &self,
+        result: Result<Response<Full<Bytes>>, GatewayError>,
+        outcome: Outcome,
+    ) -> Response<Full<Bytes>> {
         let label = outcome_label(&result);
+        let request_id = outcome.request_id.as_str();
         let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
@@ -271,11 +401,11 @@ impl Gateway {
                 e.to_response()
             }
         };
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
+        if let Ok(v) = HeaderValue::from_str(request_id) {
             resp.headers_mut().insert(REQUEST_ID, v);
         }
         set_rate_limit_headers(resp.headers_mut(), &outcome.rate_limit);
-        let elapsed = started.elapsed();
+        let elapsed = outcome.started.elapsed();
         self.metrics
             .requests
             .get_or_create(&RequestLabels {
@@ -294,8 +424,8 @@ impl Gateway {
         }
         tracing::info!(
             request_id,
-            peer = %peer.id,
-            %method,
+            peer = %outcome.peer,
+            method = %outcome.method,
             conference = outcome.conference.as_ref().map(|c| c.as_str()).unwrap_or("-"),
             status = resp.status().as_u16(),
             attempts = outcome.attempts,
@@ -305,20 +435,28 @@ impl Gateway {
         resp
     }
 
-    /// The pipeline. Each stage sits where it does for the reason given beside it.
-    async fn remove<B>(
+    /// Stages 1 and 2: is this a valid removal request? Each stage sits where it does for
+    /// the reason given beside it.
+    async fn admit<B>(
         &self,
         req: Request<B>,
         peer: &Peer,
         outcome: &mut Outcome,
-    ) -> Result<Response<Full<Bytes>>, GatewayError>
+    ) -> Result<Admitted, GatewayError>
     where
         B: Body,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        // 1. Route: the cheapest check, first, so that nothing meetgate does not serve
-        //    touches anything else (no body read, no token, no upstream).
-        route::check_message(req.headers(), peer.ambiguous_framing())?;
+        // 1. Route: the cheapest checks, first, so that nothing meetgate does not serve
+        //    touches anything else (no body read, no token, no upstream). First who the
+        //    request was addressed to and whether a browser sent it (DNS rebinding), before
+        //    anything of the request itself is looked at; only ambiguous framing goes before
+        //    it, because whatever else is wrong, that answer must close the connection.
+        if let Some(why) = peer.ambiguous_framing() {
+            return Err(GatewayError::AmbiguousFraming(why));
+        }
+        self.hosts.check(req.headers(), peer.is_unix())?;
+        route::check_message(req.headers(), None)?;
         let conference = route::route(req.method(), req.uri())?;
         outcome.conference = Some(conference.clone());
 
@@ -333,9 +471,28 @@ impl Gateway {
             return Err(GatewayError::AmbiguousFraming(why));
         }
         outcome.participants = Some(participants(&body));
+        Ok(Admitted {
+            conference,
+            body,
+            caller_key: declared.unwrap_or_else(|| peer.rate_key()),
+            settings,
+        })
+    }
+
+    /// Stages 3 to 8, for a valid request (see [`Gateway::detach`]).
+    async fn remove(
+        &self,
+        admitted: Admitted,
+        outcome: &mut Outcome,
+    ) -> Result<Response<Full<Bytes>>, GatewayError> {
+        let Admitted {
+            conference,
+            body,
+            caller_key,
+            settings,
+        } = admitted;
 
         // 3. Rate limit: before the token stage, so a refused request causes no upstream call.
-        let caller_key = declared.clone().unwrap_or_else(|| peer.rate_key());
         let keys = ratelimit::Keys {
             conference: conference.as_str(),
             caller: &caller_key,
@@ -362,6 +519,16 @@ impl Gateway {
             self.tokens.invalidate(&conference, &token);
             let fresh = self.control_token(&conference).await?;
             answer = self.attempt(&conference, &fresh, &body, 2, outcome).await?;
+            if is_invalid_token(&answer, &settings.invalid_token_errors) {
+                // The caller holds no credentials: the upstream's "token invalid" would
+                // only mislead it. Attempt 2's outcome record keeps the upstream's code.
+                let upstream_code = answer.error().map(|(code, _)| code).unwrap_or_default();
+                tracing::warn!(conference = %conference, upstream_code, "upstream refused a fresh control token too");
+                return Err(GatewayError::TokenRejectedTwice {
+                    conference: conference.to_string(),
+                    upstream_code,
+                });
+            }
         }
 
         // 8. Respond with the upstream's answer.
@@ -387,8 +554,9 @@ impl Gateway {
             attempt,
         };
         let waited = Instant::now();
+        // A full queue (a disk slower than the requests) refuses at once: nothing is sent.
         self.audit
-            .append(Entry::Intent(intent))
+            .try_append(Entry::Intent(intent))
             .await
             .map_err(|e| GatewayError::AuditUnavailable(e.to_string()))?;
         let mut audit_wait = waited.elapsed();
@@ -398,7 +566,8 @@ impl Gateway {
         let sent = Instant::now();
         let result = self.forward(conference, token, body, outcome).await;
 
-        // 7. Audit outcome: durable before the caller learns the answer.
+        // 7. Audit outcome: durable before the caller learns the answer (waiting for room in
+        //    the queue if need be: the removal has been sent).
         let record = outcome_record(&outcome.request_id, attempt, &result, sent.elapsed());
         let status = record.status;
         let waited = Instant::now();
@@ -415,13 +584,14 @@ impl Gateway {
         result
     }
 
-    /// Writes the `rejected` record of a request meetgate refused after routing it, unless
-    /// an outcome record already tells how it ended. A refusal is answered even when this
-    /// record cannot be written: nothing was forwarded.
+    /// Records the refusal of a removal attempt, whatever the stage, unless an outcome
+    /// record already tells how it ended. Repeats are counted rather than written (see
+    /// `audit::coalesce`), and then the caller does not wait for the disk. A refusal is
+    /// answered even when this record cannot be written: nothing was forwarded.
     async fn record_refusal(&self, outcome: &Outcome, e: &GatewayError) {
-        let (Some(conference), false) = (&outcome.conference, outcome.settled) else {
+        if !outcome.removal_attempt || outcome.settled {
             return;
-        };
+        }
         if matches!(
             e,
             GatewayError::AuditUnavailable(_) | GatewayError::OutcomeUnrecorded { .. }
@@ -430,13 +600,14 @@ impl Gateway {
         }
         let record = audit::Rejected {
             request_id: outcome.request_id.clone(),
-            conference_id: Some(conference.to_string()),
+            conference_id: outcome.conference.as_ref().map(ConferenceId::to_string),
             caller: outcome.caller.clone(),
             reason: e.code().to_owned(),
             status: e.status().as_u16(),
             participants: outcome.participants.clone(),
+            coalesced: None,
         };
-        if let Err(err) = self.audit.append(Entry::Rejected(record)).await {
+        if let Err(err) = self.audit.reject(record).await {
             tracing::warn!(request_id = %outcome.request_id, error = %err, "refusal not recorded");
         }
     }

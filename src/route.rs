@@ -90,6 +90,18 @@ pub fn route(method: &Method, uri: &Uri) -> Result<ConferenceId, GatewayError> {
     conference_id(uri.query())
 }
 
+/// A removal attempt: a `POST` to the delete path, whatever else is wrong with it (an
+/// absolute-form target included). meetgate records every refusal of one.
+pub fn is_removal_attempt(method: &Method, uri: &Uri) -> bool {
+    method == Method::POST && uri.path() == DELETE_PATH
+}
+
+/// The conference a request names, if its query is valid; for records of requests refused
+/// before the route was checked.
+pub fn named_conference(uri: &Uri) -> Option<ConferenceId> {
+    conference_id(uri.query()).ok()
+}
+
 /// The query must be exactly `conferenceID=<ID>`: unknown parameters might mean
 /// something to the upstream that meetgate has not validated, so they are refused.
 fn conference_id(query: Option<&str>) -> Result<ConferenceId, GatewayError> {

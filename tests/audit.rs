@@ -462,14 +462,14 @@ async fn rotation_continues_the_chain_and_keeps_keep_files() {
     s.keep_files = 3;
     let path = s.path.clone();
     let (log, _) = open(s.clone());
+    // Refusals only: no removal evidence, so retention may delete the oldest files.
     for i in 0..150 {
-        log.append(intent(&format!("r{i}"), "914083136", 1))
-            .await
-            .unwrap();
+        log.append(rejected(&format!("r{i}"))).await.unwrap();
     }
     let stats = log.stats();
     log.close().await;
     assert!(stats.rotations >= 10, "{stats:?}");
+    assert_eq!(stats.retention_held_files, 0);
 
     let rotated = meetgate::audit::files::rotated_files(&path).unwrap();
     assert_eq!(rotated.len(), 3, "retention keeps keep_files rotated files");
@@ -537,6 +537,81 @@ async fn rotation_continues_the_chain_and_keeps_keep_files() {
     let mut twice = log_files(&path);
     twice.push(rotated[0].1.clone());
     assert!(!verify(&twice, None, None).is_intact());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_never_deletes_a_file_holding_removal_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.max_file_bytes = 4096;
+    s.keep_files = 1;
+    let path = s.path.clone();
+    let (log, _) = open(s.clone());
+    let noise = |from: usize| (from..from + 60).map(|i| rejected(&format!("n{i}")));
+    for r in noise(0) {
+        log.append(r).await.unwrap();
+    }
+    for i in 0..5 {
+        let id = format!("removal{i}");
+        log.append(intent(&id, "914083136", 1)).await.unwrap();
+        log.append(outcome(&id, 1, AuditResult::Removed, 200))
+            .await
+            .unwrap();
+    }
+    for r in noise(1000) {
+        log.append(r).await.unwrap();
+    }
+    let stats = log.stats();
+    log.close().await;
+    assert!(stats.rotations >= 10, "{stats:?}");
+    assert!(
+        stats.retention_held_files > 0,
+        "files beyond keep_files were held back: {stats:?}"
+    );
+
+    let recs = records(&path);
+    for i in 0..5 {
+        let id = format!("removal{i}");
+        let kinds: Vec<&str> = recs
+            .iter()
+            .filter(|r| match &r.body {
+                Body::Intent(x) => x.request_id == id,
+                Body::Outcome(x) => x.request_id == id,
+                _ => false,
+            })
+            .map(|r| r.body.type_name())
+            .collect();
+        assert_eq!(kinds, ["intent", "outcome"], "{id}");
+    }
+    // The refusals before the first removal went (they hold no evidence): the oldest kept
+    // file is the one with the first intent.
+    assert!(recs[0].seq > 1, "noise-only files were deleted");
+    let first_kept = meetgate::audit::files::rotated_files(&path).unwrap()[0]
+        .1
+        .clone();
+    assert!(
+        records_of(&first_kept)
+            .iter()
+            .any(|r| matches!(r.body, Body::Intent(_))),
+        "retention stopped at the first file with evidence"
+    );
+    let v = verify(&log_files(&path), Some(&s.checkpoint_path), None);
+    assert!(v.is_intact(), "{}", v.summary());
+
+    // After a restart (evidence found by reading the files), the same holds.
+    let (log, _) = open(s.clone());
+    for r in noise(2000) {
+        log.append(r).await.unwrap();
+    }
+    log.close().await;
+    let after = records(&path);
+    assert_eq!(
+        after
+            .iter()
+            .filter(|r| r.body.is_removal_evidence())
+            .count(),
+        10
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

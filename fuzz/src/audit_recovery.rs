@@ -12,7 +12,9 @@
 //! complete lines that are valid, chained records (canonical per
 //! [`Record::parse`](meetgate::audit::record::Record::parse), SHA-256 over all but the
 //! 75-byte hash suffix computed here, seqs contiguous and below `u64::MAX`, `prev` = the
-//! previous hash, seq 1 links to 64 zeros), n = the number of complete (newline-terminated) lines, and the torn
+//! previous hash, seq 1 links to 64 zeros; a `gap` record instead names the seqs it skips,
+//! right after the previous record, whose hash is its `kept_head`), n = the number of
+//! complete (newline-terminated) lines, and the torn
 //! tail (bytes after the last newline). Invariants:
 //! * `verify` never panics, and agrees: intact iff K = n, else broken at line K + 1, with
 //!   K records and the torn tail reported;
@@ -30,7 +32,7 @@
 use std::path::{Path, PathBuf};
 
 use meetgate::audit::chain::{GENESIS, HASH_SUFFIX_LEN};
-use meetgate::audit::record::Record;
+use meetgate::audit::record::{Body, Record};
 use meetgate::audit::verify::verify;
 use meetgate::audit::{AuditError, AuditLog, AuditSettings};
 use sha2::{Digest, Sha256};
@@ -336,9 +338,20 @@ fn chained(line: &[u8], last: Option<&(u64, String)>) -> Option<(u64, String)> {
         // Never used: nothing could follow it.
         return None;
     }
-    let links = match last {
-        None => rec.seq != 0 && (rec.seq != 1 || rec.prev == GENESIS),
-        Some((seq, hash)) => seq.checked_add(1) == Some(rec.seq) && rec.prev == *hash,
+    let links = if let Body::Gap(gap) = &rec.body {
+        // An accepted loss: it names the seqs between the previous record and itself; its
+        // `prev` is the lost record's hash, which only a checkpoint file could confirm.
+        let names = gap.from >= 1 && gap.from <= gap.to && gap.to.checked_add(1) == Some(rec.seq);
+        names
+            && match last {
+                None => true,
+                Some((seq, hash)) => seq.checked_add(1) == Some(gap.from) && gap.kept_head == *hash,
+            }
+    } else {
+        match last {
+            None => rec.seq != 0 && (rec.seq != 1 || rec.prev == GENESIS),
+            Some((seq, hash)) => seq.checked_add(1) == Some(rec.seq) && rec.prev == *hash,
+        }
     };
     links.then_some((rec.seq, rec.hash))
 }

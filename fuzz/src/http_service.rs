@@ -5,7 +5,8 @@
 //!
 //! One gateway and simulator per process, built as `meetgate::app::start` builds them, with
 //! `host_password` credentials for conference [`CONFERENCE`] only, no rate limits,
-//! `listen.max_headers` at its maximum (1024) and a short body timeout.
+//! `listen.max_headers` at its maximum (1024), the seeds' `Host` names (`meetgate`, `m`) in
+//! `listen.allowed_hosts`, and a short body timeout.
 //!
 //! # How an input is played
 //! The caller's bytes are served from memory in reads of a size that depends on the input's
@@ -17,9 +18,9 @@
 //! once no request is in flight. What came back is the response.
 //!
 //! The caller never closes its side while a request is in flight: hyper drops the request
-//! when it reads EOF on a busy connection (half-close is off), cancelling the pipeline
-//! wherever it waits. That would hide the forwarding path from the fuzzer and let a removal
-//! reach the upstream after the input's check; it is reported separately.
+//! when it reads EOF on a busy connection (half-close is off), so the caller would get no
+//! answer (a valid request still runs on to its outcome, on its own task). Before the
+//! input's checks, whatever is still in flight is waited for.
 //!
 //! # Invariants
 //! Every removal the simulator received during the input (`sim.deletes()`):
@@ -118,7 +119,7 @@ impl Service {
                 .expect("chmod the secret");
         }
         let toml = format!(
-            "[listen]\naddr = \"127.0.0.1:0\"\nmax_headers = 1024\n\n\
+            "[listen]\naddr = \"127.0.0.1:0\"\nmax_headers = 1024\nallowed_hosts = [\"meetgate\", \"m\"]\n\n\
              [upstream]\nbase_url = \"{}\"\nca_file = \"upstream-ca.pem\"\n\
              connect_timeout_ms = 2000\nrequest_timeout_ms = 5000\n\n\
              [credentials]\nkind = \"host_password\"\nhost_passwords_file = \"host-passwords.toml\"\n\n\
@@ -216,6 +217,12 @@ impl Service {
                     Lossy(&pipe.output())
                 );
             }
+        }
+        // A valid request runs on to its outcome on a task of its own even when its
+        // connection is gone: wait for it, so its removal is this input's.
+        let settle_by = tokio::time::Instant::now() + END_LIMIT;
+        while in_flight() > baseline && tokio::time::Instant::now() < settle_by {
+            tokio::time::sleep(TICK).await;
         }
 
         let response = pipe.output();

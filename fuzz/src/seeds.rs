@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use meetgate::audit::chain::{ChainHasher, GENESIS};
-use meetgate::audit::record::{self, Body, Checkpoint};
+use meetgate::audit::record::{self, Body, Checkpoint, Gap};
 use meetgate::audit::{
     AuditLog, AuditResult, AuditSettings, Caller, Entry, Intent, Outcome, Participant,
     PeerIdentity, Rejected,
@@ -218,6 +218,7 @@ fn rejected(id: &str) -> Entry {
             number: "+1".into(),
             participant_id: None,
         }]),
+        coalesced: None,
     })
 }
 
@@ -343,6 +344,22 @@ pub fn audit_logs(dir: &Path) -> Vec<Seed> {
     seeds.push(seed("log-seq-zero", zero));
     let (first_bad_prev, _) = checkpoint(1, &"ab".repeat(32));
     seeds.push(seed("log-seq-1-bad-prev", first_bad_prev));
+    // An accepted gap after seq 1 (seqs 2..=4 lost), then the chain goes on; and one whose
+    // kept_head is not the previous record's hash.
+    let (one, h1) = checkpoint(1, GENESIS);
+    let gap = |kept_head: &str| {
+        let body = Body::Gap(Gap {
+            from: 2,
+            to: 4,
+            kept_head: kept_head.to_owned(),
+        });
+        record::encode(5, TS, &body, &"9a".repeat(32), &hasher).expect("encode")
+    };
+    let (accepted, h5) = gap(&h1);
+    let (after, _) = checkpoint(6, &h5);
+    seeds.push(seed("log-gap", [one.clone(), accepted, after].concat()));
+    let (unlinked, _) = gap(&"ab".repeat(32));
+    seeds.push(seed("log-gap-wrong-kept-head", [one, unlinked].concat()));
     seeds
 }
 

@@ -4,7 +4,8 @@
 //! `request_id`: its intents (one per attempt), their outcomes (by request_id and
 //! attempt) and any `recovered` unfinished-intent record. One [`Row`] per request; its
 //! result is the last attempt's. Requests meetgate refused itself (`rejected` records)
-//! are rows with result `rejected`, shown only with `--result rejected`.
+//! are rows with result `rejected`, shown only with `--result rejected`; a coalesced
+//! `rejected` record (many refusals counted in one) is one row with its `coalesced` count.
 //!
 //! Query does not check hashes (that is `verify`'s job; run it first), but it does parse
 //! every line strictly and stops at the first one that is not a record.
@@ -17,7 +18,9 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::record::{AuditResult, Body, Caller, Outcome, Participant, PeerIdentity, Recovered};
+use super::record::{
+    AuditResult, Body, Caller, Coalesced, Outcome, Participant, PeerIdentity, Recovered,
+};
 use super::redact;
 use super::scan::{self, Line};
 use crate::secret::Secret;
@@ -130,6 +133,9 @@ pub struct Row {
     /// For `rejected`: the `MEETGATE.*` code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a coalesced `rejected` record: how many refusals it stands for, since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<Coalesced>,
     pub attempts: Vec<AttemptRow>,
 }
 
@@ -235,6 +241,7 @@ impl Join {
                         result: RowResult::Pending,
                         status: None,
                         reason: None,
+                        coalesced: None,
                         attempts: vec![attempt],
                     }),
                 }
@@ -264,9 +271,10 @@ impl Join {
                 result: RowResult::Rejected,
                 status: Some(r.status),
                 reason: Some(r.reason),
+                coalesced: r.coalesced,
                 attempts: Vec::new(),
             }),
-            Body::Recovered(Recovered::TornTail { .. }) | Body::Checkpoint(_) => {}
+            Body::Recovered(Recovered::TornTail { .. }) | Body::Checkpoint(_) | Body::Gap(_) => {}
         }
     }
 
@@ -463,7 +471,10 @@ fn cells(row: &Row) -> [String; 10] {
         PeerIdentity::Tcp(a) => a.to_string(),
     };
     let detail = match (&row.reason, row.last_outcome()) {
-        (Some(reason), _) => reason.clone(),
+        (Some(reason), _) => match &row.coalesced {
+            Some(c) => format!("{reason} x{} since {}", c.count, c.since),
+            None => reason.clone(),
+        },
         (None, Some(o)) => [o.error_code.as_deref(), o.error_msg.as_deref()]
             .into_iter()
             .flatten()

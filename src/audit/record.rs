@@ -67,6 +67,51 @@ pub struct Rejected {
     /// Whatever was parsed before the refusal; raw bodies are never copied in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub participants: Option<Vec<Participant>>,
+    /// Set when this record stands for refusals that were not written one by one (see
+    /// `coalesce`); the other fields are those of the last of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<Coalesced>,
+}
+
+/// Refusals counted instead of written one by one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Coalesced {
+    /// How many refusals this record stands for (at least 1).
+    pub count: u64,
+    /// `ts` of the first of them.
+    pub since: String,
+    /// What they have in common with this record.
+    pub scope: CoalescedScope,
+}
+
+/// What coalesced refusals share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoalescedScope {
+    /// The caller (TCP address without port, or uid), its declared name, the reason and
+    /// the conference.
+    Caller,
+    /// Only the reason: they arrived while the coalescing table was full (many distinct
+    /// callers or conferences at once).
+    Overflow,
+}
+
+/// Written once by `meetgate audit accept-gap` when the log ends before the last checkpoint
+/// (records cut off, or the log deleted) and an operator accepts the loss.
+///
+/// Its `seq` is `to + 1` and its `prev` is the hash the checkpoint file gives for seq `to`,
+/// so the chain, and the checkpoints after it, continue where the lost records ended.
+/// `kept_head` is the hash of the last record kept before the gap (64 zeros when none was
+/// kept), which ties the gap to what is left of the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gap {
+    /// The first missing seq.
+    pub from: u64,
+    /// The last missing seq: the last checkpoint's.
+    pub to: u64,
+    pub kept_head: String,
 }
 
 /// Written by the log itself at start-up (or after an I/O failure): what it repaired.
@@ -247,6 +292,7 @@ pub enum Body {
     Rejected(Rejected),
     Recovered(Recovered),
     Checkpoint(Checkpoint),
+    Gap(Gap),
 }
 
 impl Body {
@@ -257,7 +303,19 @@ impl Body {
             Body::Rejected(_) => "rejected",
             Body::Recovered(_) => "recovered",
             Body::Checkpoint(_) => "checkpoint",
+            Body::Gap(_) => "gap",
         }
+    }
+
+    /// Whether the record is evidence of a removal: an intent, an outcome, or the record
+    /// that closed an intent as unknown. Retention never deletes a file holding one.
+    pub fn is_removal_evidence(&self) -> bool {
+        matches!(
+            self,
+            Body::Intent(_)
+                | Body::Outcome(_)
+                | Body::Recovered(Recovered::UnfinishedIntent { .. })
+        )
     }
 }
 
@@ -496,6 +554,7 @@ mod tests {
             reason: "MEETGATE.INVALID_REQUEST".into(),
             status: 400,
             participants: None,
+            coalesced: None,
         });
         let (line, _) = encode(2, TS, &body, chain::GENESIS, &ChainHasher::Sha256).unwrap();
         let text = String::from_utf8(line).unwrap();
@@ -531,6 +590,24 @@ mod tests {
             Body::Checkpoint(Checkpoint {
                 count: 5,
                 head: "ab".repeat(32),
+            }),
+            Body::Rejected(Rejected {
+                request_id: "r-4".into(),
+                conference_id: None,
+                caller: caller(),
+                reason: "MEETGATE.INVALID_REQUEST".into(),
+                status: 400,
+                participants: None,
+                coalesced: Some(Coalesced {
+                    count: 99_999,
+                    since: TS.into(),
+                    scope: CoalescedScope::Caller,
+                }),
+            }),
+            Body::Gap(Gap {
+                from: 3,
+                to: 9,
+                kept_head: "ef".repeat(32),
             }),
         ];
         for (i, body) in bodies.into_iter().enumerate() {

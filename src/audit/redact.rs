@@ -66,7 +66,7 @@ impl Redactor {
                 Some(p) => p,
                 None => return,
             },
-            Body::Outcome(_) | Body::Recovered(_) | Body::Checkpoint(_) => return,
+            Body::Outcome(_) | Body::Recovered(_) | Body::Checkpoint(_) | Body::Gap(_) => return,
         };
         for p in participants {
             p.number = self.number(&p.number);
@@ -164,6 +164,7 @@ mod tests {
             reason: "MEETGATE.X".into(),
             status: 400,
             participants: Some(p()),
+            coalesced: None,
         });
         Redactor::new(RedactNumbers::Hmac, Some(Secret::new("k".repeat(16)))).apply(&mut rejected);
         let Body::Rejected(r) = &rejected else {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::chain::{self, ChainHasher, GENESIS};
 use super::files::FileId;
-use super::record::{Body, Record, Recovered};
+use super::record::{Body, Gap, Record, Recovered};
 
 /// One piece of a file: a complete line (newline stripped), or bytes after the last
 /// newline.
@@ -96,12 +96,20 @@ impl Cursor {
     /// it (older files may have been deleted by retention) except that seq 1 must link to
     /// the genesis value. No record has seq `u64::MAX`: no seq could follow it (the writer
     /// never uses it), and `next_seq` would overflow.
+    ///
+    /// A `gap` record (an accepted loss, see [`Gap`]) continues the chain across the seqs it
+    /// names: it must follow the last record seen (`from` = its seq + 1, `kept_head` = its
+    /// hash), and its own seq is `to + 1`. Its `prev` is the hash of the lost record `to`,
+    /// which only the checkpoint file can confirm (`verify --checkpoint`).
     pub fn check(&self, rec: &Record) -> Result<(), String> {
         if rec.seq == u64::MAX {
             return Err(format!(
                 "seq {}: the largest seq is never used (nothing could follow it)",
                 rec.seq
             ));
+        }
+        if let Body::Gap(gap) = &rec.body {
+            return self.check_gap(rec.seq, gap);
         }
         let Some((last_seq, head)) = &self.last else {
             if rec.seq == 0 {
@@ -129,6 +137,30 @@ impl Cursor {
         if rec.prev != *head {
             return Err(format!(
                 "\"prev\" is not the hash of the previous record (seq {last_seq}): the chain is broken"
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_gap(&self, seq: u64, gap: &Gap) -> Result<(), String> {
+        if gap.from == 0 || gap.from > gap.to || gap.to.checked_add(1) != Some(seq) {
+            return Err(format!(
+                "gap record at seq {seq} names seq {}..={}: a gap record names at least one missing seq and comes right after them",
+                gap.from, gap.to
+            ));
+        }
+        let Some((last_seq, head)) = &self.last else {
+            return Ok(());
+        };
+        if gap.from != last_seq + 1 {
+            return Err(format!(
+                "gap record names seq {}..={} missing, but the previous record is seq {last_seq}",
+                gap.from, gap.to
+            ));
+        }
+        if gap.kept_head != *head {
+            return Err(format!(
+                "gap record's \"kept_head\" is not the hash of the previous record (seq {last_seq}): the chain is broken"
             ));
         }
         Ok(())
@@ -183,7 +215,7 @@ impl OpenIntents {
                     self.open.remove(&key);
                 }
             }
-            Body::Rejected(_) | Body::Recovered(_) | Body::Checkpoint(_) => {}
+            Body::Rejected(_) | Body::Recovered(_) | Body::Checkpoint(_) | Body::Gap(_) => {}
         }
     }
 
@@ -208,6 +240,8 @@ pub(crate) struct ActivePos {
     pub len: u64,
     pub lines: u64,
     pub first_seq: Option<u64>,
+    /// Whether the file holds removal evidence ([`Body::is_removal_evidence`]).
+    pub evidence: bool,
 }
 
 /// Everything the writer needs to continue the log, as read from (or written to) disk.
@@ -221,6 +255,8 @@ pub(crate) struct LogState {
     pub last_is_checkpoint: bool,
     /// Records checked (read back or written) since the state was created.
     pub records: u64,
+    /// Of those, removal evidence ([`Body::is_removal_evidence`]).
+    pub evidence_records: u64,
 }
 
 impl LogState {
@@ -229,6 +265,9 @@ impl LogState {
         self.cursor.advance(seq, hash);
         self.open.observe(seq, body);
         self.records += 1;
+        if body.is_removal_evidence() {
+            self.evidence_records += 1;
+        }
         if matches!(body, Body::Checkpoint(_)) {
             self.since_checkpoint = 0;
             self.last_is_checkpoint = true;
@@ -244,6 +283,7 @@ impl LogState {
         self.active.len += line_len;
         self.active.lines += 1;
         self.active.first_seq.get_or_insert(seq);
+        self.active.evidence |= body.is_removal_evidence();
     }
 }
 
@@ -419,5 +459,40 @@ mod tests {
             .check(&rec(6, &"c".repeat(64)))
             .unwrap_err()
             .contains("prev"));
+    }
+
+    #[test]
+    fn a_gap_record_continues_the_chain_across_the_seqs_it_names() {
+        let gap = |seq, from, to, kept: &str| Record {
+            seq,
+            ts: String::new(),
+            body: Body::Gap(Gap {
+                from,
+                to,
+                kept_head: kept.into(),
+            }),
+            prev: "f".repeat(64),
+            hash: String::new(),
+        };
+        let head = "b".repeat(64);
+        let mut c = Cursor::default();
+        c.advance(5, &head);
+        assert!(c.check(&gap(11, 6, 10, &head)).is_ok());
+        assert!(
+            c.check(&gap(11, 7, 10, &head)).is_err(),
+            "must follow seq 5"
+        );
+        assert!(
+            c.check(&gap(12, 6, 10, &head)).is_err(),
+            "seq must be to + 1"
+        );
+        assert!(
+            c.check(&gap(11, 6, 10, &"c".repeat(64))).is_err(),
+            "kept_head"
+        );
+        assert!(c.check(&gap(6, 6, 5, &head)).is_err(), "names no seq");
+        // As the oldest record given, only its own numbers can be checked.
+        assert!(Cursor::default().check(&gap(11, 1, 10, GENESIS)).is_ok());
+        assert!(Cursor::default().check(&gap(11, 0, 10, GENESIS)).is_err());
     }
 }

@@ -33,6 +33,12 @@ pub struct AuditSettings {
     pub retry_max: Duration,
     /// Most records in one write + fdatasync.
     pub max_batch_records: usize,
+    /// Most records waiting for the disk at once.
+    pub max_queued_records: usize,
+    /// How long repeated refusals of one kind are counted before their record is written.
+    pub coalesce_window: Duration,
+    /// Most kinds of refusal counted at once; beyond, one count per reason.
+    pub coalesce_max_keys: usize,
     /// Test seam: injected write/fsync failures. `None` in production.
     pub faults: Option<FaultInjector>,
 }
@@ -54,6 +60,9 @@ impl AuditSettings {
             retry_initial: Duration::from_millis(50),
             retry_max: Duration::from_secs(2),
             max_batch_records: 4096,
+            max_queued_records: defaults.max_queued_records,
+            coalesce_window: defaults.coalesce_window_secs,
+            coalesce_max_keys: defaults.coalesce_max_keys,
             faults: None,
         }
     }
@@ -66,6 +75,9 @@ impl AuditSettings {
         s.redact_numbers = config.redact_numbers;
         s.checkpoint_every_records = config.checkpoint_every_records;
         s.checkpoint_every = config.checkpoint_every_secs;
+        s.max_queued_records = config.max_queued_records;
+        s.coalesce_window = config.coalesce_window_secs;
+        s.coalesce_max_keys = config.coalesce_max_keys;
         if let Some(cp) = &config.checkpoint_path {
             s.checkpoint_path = cp.clone();
         }
@@ -160,6 +172,10 @@ mod tests {
                 "audit.checkpoint_every_records",
             ),
             ("checkpoint_every_secs = 0", "audit.checkpoint_every_secs"),
+            ("max_queued_records = 0", "audit.max_queued_records"),
+            ("coalesce_window_secs = 0", "audit.coalesce_window_secs"),
+            ("coalesce_window_secs = 86401", "audit.coalesce_window_secs"),
+            ("coalesce_max_keys = 0", "audit.coalesce_max_keys"),
             ("redact_numbers = \"hmac\"", "audit.redact_numbers"),
             ("path = \"\"", "audit.path"),
             (

@@ -10,7 +10,11 @@
 //!   but seq 1 must link to 64 zeros;
 //! * with a checkpoint file: every checkpoint line is itself a valid record; each one
 //!   within the files' seq range must be byte-for-byte the record in the log; one past the
-//!   end of the log means the log was cut (which a bare chain cannot reveal).
+//!   end of the log means the log was cut (which a bare chain cannot reveal);
+//! * a `gap` record (a loss accepted with `meetgate audit accept-gap`) must follow the last
+//!   record before it and name exactly the seqs it skips; with a checkpoint file, its
+//!   `prev` must be the checkpoint's hash of the last missing seq. Gaps are reported in
+//!   the summary, never silently: the log is intact *except* for what they name.
 //!
 //! Bytes after the last newline of the newest file are reported but do not count as
 //! damage: a crash (or a write in progress) leaves them, and meetgate quarantines them at
@@ -71,6 +75,10 @@ pub struct VerifyReport {
     pub checkpoints_matched: usize,
     /// Checkpoints older than the oldest given record (their files were rotated away).
     pub checkpoints_before_log: usize,
+    /// Checkpoints that vouch for records inside accepted gaps.
+    pub checkpoints_in_gaps: usize,
+    /// Accepted gaps: the missing seqs, and the seq of the `gap` record naming them.
+    pub gaps: Vec<ReportedGap>,
     /// An unterminated last line of the newest file: (file, bytes).
     pub unterminated_tail: Option<(PathBuf, u64)>,
     pub broken: Option<Broken>,
@@ -103,6 +111,18 @@ impl VerifyReport {
                 self.checkpoints_matched, self.checkpoints_before_log
             ));
         }
+        for g in &self.gaps {
+            s.push_str(&format!(
+                "; GAP: records {}..={} are missing, accepted by the gap record at seq {}",
+                g.from, g.to, g.seq
+            ));
+        }
+        if self.checkpoints_in_gaps > 0 {
+            s.push_str(&format!(
+                " ({} checkpoint(s) fall in accepted gaps)",
+                self.checkpoints_in_gaps
+            ));
+        }
         if let Some((file, bytes)) = &self.unterminated_tail {
             s.push_str(&format!(
                 "; note: {bytes} unterminated byte(s) at the end of {} (a crash or a write in progress; quarantined at meetgate's next start)",
@@ -111,6 +131,15 @@ impl VerifyReport {
         }
         s
     }
+}
+
+/// An accepted gap, as `verify` found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportedGap {
+    pub from: u64,
+    pub to: u64,
+    /// The `gap` record's own seq.
+    pub seq: u64,
 }
 
 /// A checkpoint from the checkpoint file.
@@ -233,6 +262,14 @@ impl Verifier<'_> {
             }
             self.check_pin(rec.seq, &rec.hash)
                 .map_err(|r| broken(no, r))?;
+            if let Body::Gap(g) = &rec.body {
+                self.check_gap(g, &rec.prev).map_err(|r| broken(no, r))?;
+                self.report.gaps.push(ReportedGap {
+                    from: g.from,
+                    to: g.to,
+                    seq: rec.seq,
+                });
+            }
             if self.report.first_seq.is_none() {
                 if let Some(expected) = self.expect_first.filter(|&e| e != rec.seq) {
                     return Err(broken(
@@ -244,7 +281,11 @@ impl Verifier<'_> {
                     ));
                 }
                 self.report.first_seq = Some(rec.seq);
-                self.report.checkpoints_before_log = self.pins.range(..rec.seq).count();
+                let first = match &rec.body {
+                    Body::Gap(g) => g.from,
+                    _ => rec.seq,
+                };
+                self.report.checkpoints_before_log = self.pins.range(..first).count();
             }
             self.cursor.advance(rec.seq, &rec.hash);
             self.report.records += 1;
@@ -252,6 +293,19 @@ impl Verifier<'_> {
             self.report.head = Some(rec.hash);
         }
         Ok(())
+    }
+
+    /// A gap's `prev` is the hash of the last record it names, which the checkpoint file
+    /// pins (that checkpoint is why the gap exists).
+    fn check_gap(&mut self, gap: &super::record::Gap, prev: &str) -> Result<(), String> {
+        self.report.checkpoints_in_gaps += self.pins.range(gap.from..=gap.to).count();
+        match self.pins.get(&gap.to) {
+            Some(pin) if pin.hash != prev => Err(format!(
+                "gap record's \"prev\" is not the hash the checkpoint file gives for seq {} (line {}): the gap does not continue the chain the checkpoints vouch for",
+                gap.to, pin.line
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// A record pinned by the checkpoint file must be the very record pinned.

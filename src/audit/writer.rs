@@ -8,6 +8,21 @@
 //! out. While a sync is under way new appends queue up and form the next batch, so under
 //! load the batch size grows to (arrival rate × sync latency) without any timer.
 //!
+//! # Bounded queue
+//! Every append holds a place in a bounded queue (`audit.max_queued_records`, a semaphore
+//! in [`AuditLog`](super::AuditLog)) from before it is sent to the thread until its caller
+//! has the answer, so the records waiting for the disk never take more memory than that,
+//! however slow the disk. Intents and refusals that find the queue full are not queued
+//! (the pipeline answers 503 and forwards nothing, or counts the refusal); outcomes wait
+//! for a place (the removal has happened: its outcome must be recorded).
+//!
+//! # Coalesced refusals and retention
+//! Between commands the thread writes the coalesced refusals whose window is over
+//! ([`coalesce`](super::coalesce)), and all of them at shutdown. When rotation leaves more
+//! than `keep_files` rotated files, the oldest are deleted only while they hold no removal
+//! evidence (intents, outcomes, unknown outcomes): retention stops at the first one that
+//! does, and says so (`audit_retention_held_files`).
+//!
 //! # Failure
 //! A failed write or sync is never retried on the same descriptor: after an fsync error
 //! the kernel may have dropped the dirty pages and a second fsync would report success
@@ -19,27 +34,55 @@
 //! from what is actually in the file, so seqs of a failed batch that never reached the
 //! file are used again (they were never acknowledged).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
-use super::chain::ChainHasher;
+use super::chain::{self, ChainHasher};
+use super::coalesce::Coalescer;
 use super::fault::WriteFault;
 use super::files::{self, FileId};
-use super::record::{self, AuditResult, Body, Checkpoint, Recovered};
+use super::record::{self, AuditResult, Body, Checkpoint, Gap, Record, Recovered};
 use super::scan::{self, ActivePos, LogState, ScanError, Torn};
-use super::{AuditError, AuditSettings, Receipt, RecoveryReport, TornTail, UnfinishedIntent};
+use super::{
+    AcceptedGap, AuditError, AuditSettings, Receipt, RecoveryReport, TornTail, UnfinishedIntent,
+};
 
 /// A request to the writer thread.
 pub(crate) enum Command {
-    Append(Body, oneshot::Sender<Result<Receipt, AuditError>>),
+    Append(Box<Append>),
     Close(oneshot::Sender<()>),
+}
+
+/// One record to make durable.
+pub(crate) struct Append {
+    pub body: Body,
+    pub reply: oneshot::Sender<Result<Receipt, AuditError>>,
+    /// Its place in the bounded queue, given back once the caller has its answer.
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// What start-up does when the log ends before the last checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnGap {
+    /// Stop with [`AuditError::Gap`].
+    Refuse,
+    /// Write a `gap` record naming the missing seqs (`meetgate audit accept-gap`).
+    Accept,
+}
+
+/// The coalescing table, shared with the request path.
+pub(crate) type Refusals = Arc<Mutex<Coalescer>>;
+
+fn lock(refusals: &Refusals) -> MutexGuard<'_, Coalescer> {
+    refusals.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// State shared with [`AuditLog`](super::AuditLog) handles: health and counters.
@@ -57,6 +100,8 @@ pub(crate) struct Shared {
     pub rotations: AtomicU64,
     pub checkpoint_file_failures: AtomicU64,
     pub retention_failures: AtomicU64,
+    /// Rotated files beyond `keep_files` kept because they hold removal evidence.
+    pub retention_held: AtomicU64,
     pub head_seq: AtomicU64,
 }
 
@@ -93,6 +138,9 @@ pub(crate) struct Writer {
     file: Option<File>,
     outage: Option<Outage>,
     last_checkpoint: Instant,
+    refusals: Refusals,
+    /// Rotated files by first seq: whether each holds removal evidence.
+    evidence: BTreeMap<u64, bool>,
     /// The directory, locked (flock) while this writer owns it: a second writer on the same
     /// files would fork the chain. Released at shutdown.
     _lock: Option<File>,
@@ -103,6 +151,8 @@ impl Writer {
     pub fn open(
         settings: AuditSettings,
         shared: Arc<Shared>,
+        refusals: Refusals,
+        on_gap: OnGap,
     ) -> Result<(Writer, RecoveryReport), AuditError> {
         let hasher = ChainHasher::new(settings.hmac_key.as_ref());
         let dir = settings.dir().to_owned();
@@ -111,9 +161,12 @@ impl Writer {
         let mut state = LogState::default();
         let rotated =
             files::rotated_files(&settings.path).map_err(|e| AuditError::io(&dir, "list", e))?;
-        for (_, path) in &rotated {
+        let mut evidence = BTreeMap::new();
+        for (first_seq, path) in &rotated {
             let f = File::open(path).map_err(|e| AuditError::io(path, "open", e))?;
+            let before = state.evidence_records;
             scan::scan_file(path, &f, (0, 0), false, &mut state, &hasher)?;
+            evidence.insert(*first_seq, state.evidence_records > before);
         }
         let file = files::open_append(&settings.path)
             .map_err(|e| AuditError::io(&settings.path, "open", e))?;
@@ -130,6 +183,19 @@ impl Writer {
             ..RecoveryReport::default()
         };
         repair_checkpoint_file(&settings.checkpoint_path)?;
+        let gap = check_against_checkpoint(&settings, &state, &hasher, on_gap)?;
+        if let Some((g, _)) = &gap {
+            report.gap = Some(AcceptedGap {
+                from: g.from,
+                to: g.to,
+                seq: g.to + 1,
+            });
+        }
+        let checkpointing = match gap {
+            // Pin the gap in the checkpoint file at once.
+            Some(_) => Checkpointing::Always,
+            None => Checkpointing::WhenDue,
+        };
 
         let mut writer = Writer {
             settings,
@@ -139,9 +205,11 @@ impl Writer {
             file: Some(file),
             outage: None,
             last_checkpoint: Instant::now(),
+            refusals,
+            evidence,
             _lock: Some(lock),
         };
-        let repaired = writer.repair(torn, unfinished, Checkpointing::WhenDue);
+        let repaired = writer.repair(torn, unfinished, gap, checkpointing);
         let (torn_tail, unfinished) = repaired.map_err(|e| match e {
             BatchError::Io(e) => AuditError::io(&writer.settings.path, "write recovery records", e),
             BatchError::Encode(e) => AuditError::Invalid(e.to_string()),
@@ -154,6 +222,8 @@ impl Writer {
             .head_seq
             .store(report.head_seq, Ordering::Relaxed);
         writer.shared.healthy.store(true, Ordering::Release);
+        // Files kept under older settings (a lower keep_files) are trimmed now.
+        writer.apply_retention();
         Ok((writer, report))
     }
 
@@ -172,6 +242,7 @@ impl Writer {
             if !batch.is_empty() {
                 self.commit(batch);
             }
+            self.flush_refusals(false);
             if let Some(done) = close {
                 self.shutdown();
                 let _ = done.send(());
@@ -185,10 +256,12 @@ impl Writer {
     fn wait(&self, rx: &Receiver<Command>) -> Wait {
         let deadline = match &self.outage {
             Some(o) => Some(o.retry_at),
-            None if self.state.since_checkpoint > 0 => {
-                Some(self.last_checkpoint + self.settings.checkpoint_every)
+            None => {
+                let checkpoint = (self.state.since_checkpoint > 0)
+                    .then(|| self.last_checkpoint + self.settings.checkpoint_every);
+                let refusals = lock(&self.refusals).next_due(Instant::now());
+                checkpoint.into_iter().chain(refusals).min()
             }
-            None => None,
         };
         let received = match deadline {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -207,15 +280,12 @@ impl Writer {
         &self,
         first: Command,
         rx: &Receiver<Command>,
-    ) -> (
-        Vec<(Body, oneshot::Sender<Result<Receipt, AuditError>>)>,
-        Option<oneshot::Sender<()>>,
-    ) {
+    ) -> (Vec<Append>, Option<oneshot::Sender<()>>) {
         let mut batch = Vec::new();
         let mut next = Some(first);
         while let Some(cmd) = next.take() {
             match cmd {
-                Command::Append(body, reply) => batch.push((body, reply)),
+                Command::Append(append) => batch.push(*append),
                 // Appends queued after a close are dropped with the channel: they fail.
                 Command::Close(done) => return (batch, Some(done)),
             }
@@ -229,7 +299,7 @@ impl Writer {
     }
 
     /// Writes one batch of appends and answers each caller.
-    fn commit(&mut self, batch: Vec<(Body, oneshot::Sender<Result<Receipt, AuditError>>)>) {
+    fn commit(&mut self, batch: Vec<Append>) {
         if self
             .outage
             .as_ref()
@@ -239,15 +309,21 @@ impl Writer {
         }
         if let Some(o) = &self.outage {
             let reason = o.reason.clone();
-            for (_, reply) in batch {
-                let _ = reply.send(Err(AuditError::Unavailable(reason.clone())));
+            for append in batch {
+                let _ = append
+                    .reply
+                    .send(Err(AuditError::Unavailable(reason.clone())));
             }
             return;
         }
-        let (bodies, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        // Each reply keeps its queue slot until it is sent.
+        let (bodies, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|a| (a.body, (a.reply, a.slot)))
+            .unzip();
         match self.write_records(bodies, Checkpointing::WhenDue) {
             Ok(seqs) => {
-                for (seq, reply) in seqs.into_iter().zip(replies) {
+                for (seq, (reply, _slot)) in seqs.into_iter().zip(replies) {
                     let _ = reply.send(Ok(Receipt { seq }));
                 }
             }
@@ -264,7 +340,7 @@ impl Writer {
                     }
                     BatchError::Encode(enc) => AuditError::Invalid(enc.to_string()),
                 };
-                for reply in replies {
+                for (reply, _slot) in replies {
                     let _ = reply.send(Err(err.clone()));
                 }
             }
@@ -277,11 +353,45 @@ impl Writer {
             self.try_resume();
             return;
         }
+        self.flush_refusals(false);
+        if self.outage.is_some() {
+            return;
+        }
         if self.state.since_checkpoint > 0
             && self.last_checkpoint.elapsed() >= self.settings.checkpoint_every
         {
             if let Err(BatchError::Io(e)) = self.write_records(Vec::new(), Checkpointing::Now) {
                 self.fail(e);
+            }
+        }
+    }
+
+    /// Writes the coalesced refusals whose window is over (`all`: every count, at shutdown).
+    /// A failed write keeps them for the next attempt.
+    fn flush_refusals(&mut self, all: bool) {
+        if self.outage.is_some() {
+            return;
+        }
+        let due = {
+            let mut table = lock(&self.refusals);
+            if all {
+                table.take_all()
+            } else {
+                table.take_due(Instant::now())
+            }
+        };
+        if due.is_empty() {
+            return;
+        }
+        let bodies = due.iter().cloned().map(Body::Rejected).collect();
+        match self.write_records(bodies, Checkpointing::WhenDue) {
+            Ok(_) => {}
+            Err(BatchError::Io(e)) => {
+                lock(&self.refusals).requeue(due);
+                self.fail(e);
+            }
+            Err(BatchError::Encode(e)) => {
+                tracing::error!(error = %e, records = due.len(), "coalesced refusals cannot be encoded; dropped");
             }
         }
     }
@@ -396,6 +506,7 @@ impl Writer {
         let dir = files::parent(path);
         std::fs::rename(path, &target)?;
         files::sync_dir(dir)?;
+        self.evidence.insert(first, self.state.active.evidence);
         self.file = None;
         let file = files::open_append(path)?;
         files::sync_dir(dir)?;
@@ -410,27 +521,57 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes the oldest rotated files beyond `keep_files`. Failures are logged: keeping
-    /// too much is safe, and must not stop the log.
-    fn apply_retention(&self) {
-        let result = (|| -> io::Result<()> {
+    /// Deletes the oldest rotated files beyond `keep_files`, oldest first, as long as they
+    /// may go ([`Writer::deletable`]); the first that may not stops it, so what is kept is
+    /// always one unbroken chain. Failures are logged: keeping too much is safe, and must
+    /// not stop the log.
+    fn apply_retention(&mut self) {
+        let result = (|| -> io::Result<usize> {
             let rotated = files::rotated_files(&self.settings.path)?;
             let excess = rotated.len().saturating_sub(self.settings.keep_files);
-            for (_, old) in rotated.iter().take(excess) {
+            let mut deleted = 0;
+            for (first_seq, old) in rotated.iter().take(excess) {
+                if !self.deletable(*first_seq) {
+                    break;
+                }
                 std::fs::remove_file(old)?;
+                self.evidence.remove(first_seq);
+                deleted += 1;
                 tracing::info!(deleted = %old.display(), "audit retention: deleted the oldest rotated file");
             }
-            if excess > 0 {
+            if deleted > 0 {
                 files::sync_dir(files::parent(&self.settings.path))?;
             }
-            Ok(())
+            Ok(excess - deleted)
         })();
-        if let Err(e) = result {
-            self.shared
-                .retention_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, "audit retention failed");
+        match result {
+            Ok(held) => {
+                self.shared
+                    .retention_held
+                    .store(held as u64, Ordering::Relaxed);
+                if held > 0 {
+                    tracing::warn!(
+                        held,
+                        keep_files = self.settings.keep_files,
+                        "audit retention held back: rotated files beyond audit.keep_files hold removal evidence (intents, outcomes) and are kept; give the log's volume room for them"
+                    );
+                }
+            }
+            Err(e) => {
+                self.shared
+                    .retention_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "audit retention failed");
+            }
         }
+    }
+
+    /// Whether retention may delete the rotated file that starts at `first_seq`: only when
+    /// it is known to hold no removal evidence, so no caller can push a removal's records
+    /// out of the log by making it rotate. (A shipping cursor, once there is one, is the
+    /// other reason a file may go: its evidence is then safe elsewhere.)
+    fn deletable(&self, first_seq: u64) -> bool {
+        self.evidence.get(&first_seq) == Some(&false)
     }
 
     /// Enters an outage after an I/O failure: close the file, fail closed, retry later.
@@ -515,7 +656,7 @@ impl Writer {
         // Always write something, ending in a checkpoint that pins the head after the
         // outage: a resume that wrote nothing would prove nothing about the disk (a full
         // disk still syncs fine), and `healthy()` would flap with every append.
-        self.repair(torn, unfinished, Checkpointing::Always)
+        self.repair(torn, unfinished, None, Checkpointing::Always)
             .map_err(|e| match e {
                 BatchError::Io(e) => io("write recovery records to", e),
                 BatchError::Encode(e) => e.to_string(),
@@ -525,14 +666,22 @@ impl Writer {
 
     /// Quarantines a torn tail, truncates it away, and writes one `recovered` record for
     /// it and one per unfinished intent.
+    /// With `gap` (an accepted loss and the checkpoint's hash of its last seq), the `gap`
+    /// record comes first, right after the last record kept.
     fn repair(
         &mut self,
         torn: Option<Torn>,
         unfinished: Vec<(u64, String, u8)>,
+        gap: Option<(Gap, String)>,
         checkpointing: Checkpointing,
     ) -> Result<(Option<TornTail>, Vec<UnfinishedIntent>), BatchError> {
         let mut bodies = Vec::new();
         let mut torn_tail = None;
+        if let Some((gap, pinned)) = gap {
+            // The chain continues from the lost record the checkpoint vouched for.
+            self.state.cursor.advance(gap.to, &pinned);
+            bodies.push(Body::Gap(gap));
+        }
         if let Some(t) = torn {
             let quarantine = self.quarantine(&t)?;
             let name = quarantine
@@ -596,6 +745,7 @@ impl Writer {
         if self.outage.is_some() {
             self.try_resume();
         }
+        self.flush_refusals(true);
         if self.outage.is_none() && !self.state.last_is_checkpoint {
             if let Err(BatchError::Io(e)) = self.write_records(Vec::new(), Checkpointing::Now) {
                 tracing::error!(error = %e, "audit log: final checkpoint failed");
@@ -767,6 +917,103 @@ fn repair_checkpoint_file(path: &Path) -> Result<(), AuditError> {
     f.set_len(keep as u64)
         .and_then(|()| f.sync_data())
         .map_err(|e| AuditError::io(path, "truncate", e))
+}
+
+/// The last checkpoint of the checkpoint file: its seq and hash.
+struct Pin {
+    seq: u64,
+    hash: String,
+}
+
+/// Compares the log read at start-up with the last checkpoint copied off it. A log that
+/// ends before that checkpoint lost records (cut off, or deleted with its files): refused,
+/// or with [`OnGap::Accept`] turned into the `gap` record to write, with the pinned hash
+/// it continues from.
+fn check_against_checkpoint(
+    settings: &AuditSettings,
+    state: &LogState,
+    hasher: &ChainHasher,
+    on_gap: OnGap,
+) -> Result<Option<(Gap, String)>, AuditError> {
+    let Some(pin) = last_checkpoint(&settings.checkpoint_path, hasher)? else {
+        return Ok(None);
+    };
+    let last_seq = state.cursor.last_seq();
+    if pin.seq <= last_seq {
+        return Ok(None);
+    }
+    let gap = Gap {
+        from: last_seq + 1,
+        to: pin.seq,
+        kept_head: state.cursor.head().to_owned(),
+    };
+    match on_gap {
+        OnGap::Refuse => Err(AuditError::Gap {
+            path: settings.path.clone(),
+            checkpoint: settings.checkpoint_path.clone(),
+            last_seq,
+            from: gap.from,
+            to: gap.to,
+        }),
+        OnGap::Accept => {
+            tracing::warn!(
+                from = gap.from,
+                to = gap.to,
+                "audit log: accepting the loss of records before the last checkpoint; a gap record names them"
+            );
+            Ok(Some((gap, pin.hash)))
+        }
+    }
+}
+
+/// Reads the last line of the checkpoint file (after [`repair_checkpoint_file`]): a
+/// checkpoint record under this log's key. Only the tail is read: the file grows for ever.
+fn last_checkpoint(path: &Path, hasher: &ChainHasher) -> Result<Option<Pin>, AuditError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AuditError::io(path, "open", e)),
+    };
+    let len = f
+        .metadata()
+        .map_err(|e| AuditError::io(path, "stat", e))?
+        .len();
+    // A checkpoint line is about 250 bytes; anything much longer is not one.
+    const TAIL: u64 = 8192;
+    let start = len.saturating_sub(TAIL);
+    let mut tail = Vec::with_capacity((len - start) as usize);
+    f.seek(SeekFrom::Start(start))
+        .and_then(|_| f.read_to_end(&mut tail))
+        .map_err(|e| AuditError::io(path, "read", e))?;
+    let Some(body) = tail.strip_suffix(b"\n") else {
+        return Ok(None); // empty
+    };
+    let line = match body.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &body[i + 1..],
+        None if start == 0 => body,
+        None => &[][..],
+    };
+    let corrupt = |reason: String| {
+        AuditError::Corrupt {
+        file: path.to_owned(),
+        line: 0,
+        reason: format!("the last checkpoint {reason}; move the checkpoint file away only if it is not this log's"),
+    }
+    };
+    let rec = Record::parse(line).map_err(|r| corrupt(r.to_string()))?;
+    if !chain::hash_matches(line, hasher) {
+        return Err(corrupt(
+            "does not match its own hash (edited, or written under another audit key)".into(),
+        ));
+    }
+    match &rec.body {
+        Body::Checkpoint(c) if c.count == rec.seq && c.head == rec.prev => Ok(Some(Pin {
+            seq: rec.seq,
+            hash: rec.hash,
+        })),
+        _ => Err(corrupt("is not a consistent checkpoint record".into())),
+    }
 }
 
 impl From<ScanError> for AuditError {

@@ -102,6 +102,11 @@ pub struct ListenConfig {
     pub max_header_bytes: usize,
     /// Most header fields in a request.
     pub max_headers: usize,
+    /// Names besides loopback addresses, `localhost` and the listener's own address that
+    /// requests may carry in `Host` (see [`crate::host`]: DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Serve requests carrying `Origin` or `Sec-Fetch-Site` (sent by browsers only).
+    pub allow_browser_requests: bool,
 }
 
 impl Default for ListenConfig {
@@ -120,6 +125,8 @@ impl Default for ListenConfig {
             idle_timeout_secs: Duration::from_secs(5),
             max_header_bytes: 16 * 1024,
             max_headers: 64,
+            allowed_hosts: Vec::new(),
+            allow_browser_requests: false,
         }
     }
 }
@@ -160,6 +167,14 @@ impl ListenConfig {
                 "listen.max_headers",
                 "must be between 8 and 1024",
             ));
+        }
+        for (i, host) in self.allowed_hosts.iter().enumerate() {
+            if !crate::host::valid_allowed_host(host) {
+                return Err(ConfigError::invalid(
+                    format!("listen.allowed_hosts[{i}]"),
+                    "must be a host name or an IP address, without port or scheme (e.g. \"meetgate.internal\")",
+                ));
+            }
         }
         if let Some(p) = &self.unix_path {
             if p.as_os_str().is_empty() {
@@ -428,6 +443,15 @@ pub struct AuditConfig {
     pub checkpoint_every_secs: Duration,
     /// Where checkpoints are copied for shipping off the host; default `<path>.checkpoints`.
     pub checkpoint_path: Option<PathBuf>,
+    /// Records waiting for the disk at most; beyond, removals get a quick 503 (nothing is
+    /// forwarded) rather than a queue that grows without bound.
+    pub max_queued_records: usize,
+    /// Repeated refusals of one caller, reason and conference within this window are
+    /// written as one record with a count.
+    #[serde(with = "secs")]
+    pub coalesce_window_secs: Duration,
+    /// Distinct (caller, reason, conference) counted at once; beyond, one count per reason.
+    pub coalesce_max_keys: usize,
 }
 
 /// `audit.redact_numbers`: how participant numbers appear in the audit log.
@@ -455,6 +479,9 @@ impl Default for AuditConfig {
             checkpoint_every_records: 1000,
             checkpoint_every_secs: Duration::from_secs(60),
             checkpoint_path: None,
+            max_queued_records: 4096,
+            coalesce_window_secs: Duration::from_secs(60),
+            coalesce_max_keys: 1024,
         }
     }
 }
@@ -490,6 +517,24 @@ impl AuditConfig {
             ));
         }
         positive("audit.checkpoint_every_secs", self.checkpoint_every_secs)?;
+        if !(1..=1_000_000).contains(&self.max_queued_records) {
+            return Err(ConfigError::invalid(
+                "audit.max_queued_records",
+                "must be between 1 and 1000000",
+            ));
+        }
+        if !(1..=86_400).contains(&self.coalesce_window_secs.as_secs()) {
+            return Err(ConfigError::invalid(
+                "audit.coalesce_window_secs",
+                "must be between 1 and 86400",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.coalesce_max_keys) {
+            return Err(ConfigError::invalid(
+                "audit.coalesce_max_keys",
+                "must be between 1 and 1000000",
+            ));
+        }
         if self.redact_numbers == RedactNumbers::Hmac && self.hmac_key_file.is_none() {
             return Err(ConfigError::invalid(
                 "audit.redact_numbers",

@@ -186,8 +186,8 @@ mod tests {
                 "line 3, column 8, key `credentials.kind`: unknown value, expected one of `app_id`, `account`, `host_password`",
             ),
             (
-                format!("{HEAD}[listen]\ns3cr3t-canary = 1\n"),
-                "line 6, column 1: unknown key in [listen], expected one of `addr`, `allow_remote`, `allowed_cidrs`, `unix_path`, `allowed_uids`, `max_connections`, `max_in_flight`, `header_read_timeout_ms`, `idle_timeout_secs`, `max_header_bytes`, `max_headers`",
+                format!("{HEAD}[shutdown]\ns3cr3t-canary = 1\n"),
+                "line 6, column 1: unknown key in [shutdown], expected `drain_secs`",
             ),
             (
                 "\"s3cr3t-canary\" = \"914083136\"\n".to_owned(),

@@ -81,6 +81,7 @@ pub fn rejected(request_id: &str) -> Entry {
         reason: "MEETGATE.INVALID_REQUEST".into(),
         status: 400,
         participants: None,
+        coalesced: None,
     })
 }
 

@@ -227,7 +227,7 @@ async fn unix_socket_callers_are_recorded_with_their_credentials() {
         .await;
     let mut s = tokio::net::UnixStream::connect(&sock).await.unwrap();
     let req = format!(
-        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nX-Caller-Id: billing-svc\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{SEED_BODY}",
+        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nX-Caller-Id: billing-svc\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{SEED_BODY}",
         demo::CONFERENCE_ID,
         SEED_BODY.len()
     );
@@ -449,7 +449,7 @@ async fn remove_once(addr: std::net::SocketAddr, tag: usize) -> Option<(u16, Str
         r#"{{"bulkDelAttendInfo":[{{"number":"+8618{tag:09}","participantID":"crash{tag}"}}]}}"#
     );
     let req = format!(
-        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         demo::CONFERENCE_ID,
         body.len()
     );

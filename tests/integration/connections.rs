@@ -15,7 +15,7 @@ use crate::support::*;
 fn removal(tag: usize) -> String {
     let body = tagged(tag);
     format!(
-        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         demo::CONFERENCE_ID,
         body.len()
     )
@@ -232,7 +232,7 @@ async fn a_content_length_beyond_any_body_gets_a_413_and_the_connection_is_close
         "65537",
     ] {
         let head = format!(
-            "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{{\"bulkDelAttendInfo\":",
+            "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{{\"bulkDelAttendInfo\":",
             demo::CONFERENCE_ID
         );
         let mut s = TcpStream::connect(proc.addr).await.unwrap();

@@ -20,7 +20,7 @@ async fn gateway() -> (SimHandle, tempfile::TempDir, Proc) {
 /// A removal request with the given extra header lines and body.
 fn request(conference: &str, headers: &str, body: &str) -> String {
     format!(
-        "POST {DELETE_PATH}?conferenceID={conference} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        "POST {DELETE_PATH}?conferenceID={conference} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }
@@ -49,7 +49,7 @@ async fn transfer_encoding_chunked_twice_is_refused_and_the_connection_closed() 
     let (sim, _dir, proc) = gateway().await;
     let chunked = |te_lines: &str| {
         format!(
-            "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\n{te_lines}\r\n{:x}\r\n{SEED_BODY}\r\n0\r\n\r\n",
+            "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{te_lines}\r\n{:x}\r\n{SEED_BODY}\r\n0\r\n\r\n",
             demo::CONFERENCE_ID,
             SEED_BODY.len()
         )
@@ -89,7 +89,7 @@ async fn a_compressed_body_is_refused_with_415_naming_content_encoding() {
     let gzip: &[u8] = &GZIPPED_SEED_BODY;
     for coding in ["gzip", "identity, gzip", "br"] {
         let mut raw = format!(
-            "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {}\r\n\r\n",
+            "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Encoding: {coding}\r\nContent-Length: {}\r\n\r\n",
             demo::CONFERENCE_ID,
             gzip.len()
         )

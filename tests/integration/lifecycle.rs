@@ -14,7 +14,7 @@ use crate::support::*;
 fn removal(conference: &str, tag: usize) -> String {
     let body = tagged(tag);
     format!(
-        "POST {DELETE_PATH}?conferenceID={conference} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {DELETE_PATH}?conferenceID={conference} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
 }

@@ -3,7 +3,9 @@
 
 mod support;
 
+mod audit_integrity;
 mod audit_trail;
+mod browsers;
 mod configuration;
 mod connections;
 mod faults;

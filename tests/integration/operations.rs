@@ -16,7 +16,7 @@ use crate::support::*;
 /// A complete valid removal as raw bytes, with extra header lines.
 fn valid_request(extra_headers: &str) -> String {
     format!(
-        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: meetgate\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\n\r\n{SEED_BODY}",
+        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\n\r\n{SEED_BODY}",
         demo::CONFERENCE_ID,
         SEED_BODY.len()
     )
@@ -146,16 +146,16 @@ async fn smuggling_and_header_abuse_are_refused_and_nothing_is_forwarded() {
     let big_header = format!("X-Big: {}\r\n", "a".repeat(20 * 1024));
     let chunked = format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
     let cases: Vec<(&str, String)> = vec![
-        ("CL then TE", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}", chunked.len())),
-        ("TE then CL", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nContent-Length: {}\r\n\r\n{chunked}", chunked.len())),
+        ("CL then TE", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}", chunked.len())),
+        ("TE then CL", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nContent-Length: {}\r\n\r\n{chunked}", chunked.len())),
         ("duplicate equal CL", valid_request(&format!("Content-Length: {}\r\n", body.len()))),
         ("duplicate different CL", valid_request("Content-Length: 3\r\n")),
         ("CL with a sign", valid_request("").replace(&format!("Content-Length: {}", body.len()), &format!("Content-Length: +{}", body.len()))),
         ("CL list", valid_request("").replace(&format!("Content-Length: {}", body.len()), &format!("Content-Length: {0}, {0}", body.len()))),
-        ("TE not chunked", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\n{body}")),
-        ("TE chunked then identity", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked, identity\r\n\r\n{chunked}")),
-        ("TE with space before colon", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nTransfer-Encoding : chunked\r\n\r\n{chunked}")),
-        ("TE on HTTP/1.0", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.0\r\nHost: m\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}")),
+        ("TE not chunked", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip\r\n\r\n{body}")),
+        ("TE chunked then identity", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked, identity\r\n\r\n{chunked}")),
+        ("TE with space before colon", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding : chunked\r\n\r\n{chunked}")),
+        ("TE on HTTP/1.0", format!("POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{chunked}")),
         ("absolute form", valid_request("").replacen(DELETE_PATH, &format!("https://api.meeting.huaweicloud.com{DELETE_PATH}"), 1)),
         ("CONNECT", "CONNECT api.meeting.huaweicloud.com:443 HTTP/1.1\r\nHost: api.meeting.huaweicloud.com:443\r\n\r\n".into()),
         ("Upgrade", valid_request("Connection: Upgrade\r\nUpgrade: websocket\r\n")),
@@ -166,7 +166,7 @@ async fn smuggling_and_header_abuse_are_refused_and_nothing_is_forwarded() {
         ("NUL in a header", valid_request("X-Nul: a\0b\r\n")),
         ("bare LF line endings", valid_request("").replace("\r\n", "\n")),
         ("HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".into()),
-        ("pipelined behind a valid request", format!("{}POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", valid_request(""))),
+        ("pipelined behind a valid request", format!("{}POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", valid_request(""))),
     ];
     for (name, raw) in &cases {
         let answer = raw_http(gw.addr(), raw.as_bytes()).await;
@@ -194,7 +194,7 @@ async fn a_request_hidden_behind_a_bare_lf_trailer_is_never_forwarded() {
     let gw = Setup::default().start().await;
     let hidden = valid_request("");
     let raw = format!(
-        "POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: a\n\r\nPOST /y HTTP/1.1\r\nHost: m\r\nContent-Length: {}\r\n\r\n{hidden}",
+        "POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: a\n\r\nPOST /y HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{hidden}",
         hidden.len()
     );
     let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
@@ -213,14 +213,14 @@ async fn a_bare_lf_trailer_arriving_after_the_head_stops_its_own_request() {
     let gw = Setup::default().start().await;
     let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
     let first = format!(
-        "POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{SEED_BODY}\r\n",
+        "POST {DELETE_PATH}?conferenceID=914083136 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{SEED_BODY}\r\n",
         SEED_BODY.len()
     );
     s.write_all(first.as_bytes()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let hidden = valid_request("");
     let rest = format!(
-        "0\r\nX: a\n\r\nPOST /y HTTP/1.1\r\nHost: m\r\nContent-Length: {}\r\n\r\n{hidden}",
+        "0\r\nX: a\n\r\nPOST /y HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{hidden}",
         hidden.len()
     );
     s.write_all(rest.as_bytes()).await.unwrap();
@@ -356,7 +356,7 @@ async fn connections_beyond_the_limit_get_a_quick_503_when_each_has_a_request_in
     let mut busy = Vec::new();
     for _ in 0..2 {
         let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
-        s.write_all(b"POST / HTTP/1.1\r\nHost: m\r\n")
+        s.write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\n")
             .await
             .unwrap();
         busy.push(s);

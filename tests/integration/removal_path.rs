@@ -222,7 +222,7 @@ async fn other_paths_and_methods_are_refused_and_nothing_is_forwarded() {
     }
     // Absolute-form and CONNECT, as raw bytes: a forward proxy would serve them; meetgate not.
     let absolute = format!(
-        "POST https://api.meeting.huaweicloud.com{delete} HTTP/1.1\r\nHost: api.meeting.huaweicloud.com\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SEED_BODY}",
+        "POST https://api.meeting.huaweicloud.com{delete} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SEED_BODY}",
         SEED_BODY.len()
     );
     let answer = raw_http(gw.addr(), absolute.as_bytes()).await;
@@ -365,7 +365,7 @@ async fn a_slow_upstream_is_a_504_and_an_unreachable_one_a_502() {
     let client_resp = raw_http(
         addr,
         format!(
-            "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SEED_BODY}",
+            "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{SEED_BODY}",
             demo::CONFERENCE_ID,
             SEED_BODY.len()
         )

@@ -434,7 +434,7 @@ async fn send(gw: &Gw, case: &Case) -> (u16, String) {
         Send::Chunked(b, n) => (conf.as_str(), Some("application/json"), b.clone(), Some(*n)),
     };
     let mut head =
-        format!("POST {DELETE_PATH}{query} HTTP/1.1\r\nHost: meetgate\r\nConnection: close\r\n");
+        format!("POST {DELETE_PATH}{query} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
@@ -537,7 +537,7 @@ async fn a_body_that_does_not_arrive_in_time_is_a_408() {
         .await
         .expect("connect");
     let head = format!(
-        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST {DELETE_PATH}?conferenceID={} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         demo::CONFERENCE_ID,
         SEED_BODY.len()
     );
