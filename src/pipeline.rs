@@ -24,7 +24,7 @@ use crate::metrics::{LimitLabels, Metrics, RequestLabels};
 use crate::ratelimit::{self, RateLimitHeaders, RateLimits};
 use crate::route::{self, ConferenceId};
 use crate::token::{ControlToken, TokenService};
-use crate::upstream::{Answer, Outgoing, Upstream};
+use crate::upstream::{bounds, Answer, Outgoing, Upstream};
 use crate::validate::{self, DeleteBody};
 
 /// The header carrying meetgate's request ID on every response.
@@ -108,9 +108,6 @@ fn declared_caller(
     }
     Ok(value.to_str().ok().map(str::to_owned))
 }
-
-/// `Retry-After` for an upstream 429 that carries none.
-const UPSTREAM_THROTTLE_RETRY_AFTER: &str = "3";
 
 /// Everything the pipeline needs. One per process, shared by all connections.
 pub struct Gateway {
@@ -590,14 +587,12 @@ fn relay(answer: Answer) -> Response<Full<Bytes>> {
         headers.insert(UPSTREAM_REQUEST_ID, id.clone());
     }
     if answer.status == StatusCode::TOO_MANY_REQUESTS {
-        // The upstream's throttling (APIG.0308) is relayed, never retried by meetgate; Huawei
-        // advises waiting 2 to 5 s when it sends no Retry-After of its own.
-        let ra = answer
-            .headers
-            .get(RETRY_AFTER)
-            .cloned()
-            .unwrap_or(HeaderValue::from_static(UPSTREAM_THROTTLE_RETRY_AFTER));
-        headers.insert(RETRY_AFTER, ra);
+        // The upstream's throttling (APIG.0308) is relayed, never retried by meetgate, with
+        // its Retry-After bounded (or Huawei's advice when it sends none).
+        headers.insert(
+            RETRY_AFTER,
+            bounds::retry_after(answer.headers.get(RETRY_AFTER)),
+        );
     }
     resp
 }

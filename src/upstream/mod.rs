@@ -12,9 +12,11 @@
 //!   maybe, and is never retried. hyper-util re-sends a request only when a pooled connection
 //!   turned out closed before the request was written to it.
 //!
-//! Submodules: `connect` (TCP + TLS within one timeout, the trust anchors) and `breaker`
-//! (the circuit breaker over connection failures).
+//! Submodules: `connect` (TCP + TLS within one timeout, the trust anchors), `breaker`
+//! (the circuit breaker over connection failures) and [`bounds`] (the bounds on every number
+//! the upstream sends that meetgate computes with).
 
+pub mod bounds;
 mod breaker;
 mod connect;
 
