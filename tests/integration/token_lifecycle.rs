@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meetgate::sim::{demo, ConferenceState, Endpoint, Fault, SimConference};
+use meetgate::sim::{demo, AnnouncedNumbers, ConferenceState, Endpoint, Fault, SimConference};
 
 use crate::support::*;
 
@@ -430,4 +430,52 @@ async fn the_cache_is_bounded_and_idle_conferences_are_dropped() {
     assert_eq!(tokens(), 0, "idle conferences are evicted");
     // And come back on demand.
     assert_eq!(gw.delete(demo::CONFERENCE_ID, SEED_BODY).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_token_lifetimes_from_the_upstream_neither_crash_meetgate_nor_stop_removals() {
+    // Every number of the token answers is 2^64 - 1 (validPeriod, confTokenExpireTime and
+    // both expireTimes): added to an Instant unchecked, it panics, and the release build
+    // aborts on panic.
+    let creds = [
+        Creds::AppId,
+        Creds::Account,
+        Creds::host_passwords(&[(demo::CONFERENCE_ID, demo::CHAIR_PASSWORD)]),
+    ];
+    for creds in creds {
+        let mut bin = Setup::default()
+            .creds(creds)
+            .sim(|s| s.announced = AnnouncedNumbers::huge())
+            .start_binary()
+            .await;
+        for i in 0..3 {
+            let resp = bin.delete(demo::CONFERENCE_ID, None, &tagged(i)).await;
+            assert_eq!(resp.status, 200, "{resp:?}\n{}", bin.proc.log_text());
+        }
+        assert!(bin.alive(), "meetgate exited:\n{}", bin.proc.log_text());
+        assert!(!bin.proc.log_text().contains("panicked"));
+        assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 3);
+        assert_eq!(bin.sim.expired_token_uses(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_token_announced_as_already_expired_gets_a_clear_answer() {
+    let mut bin = Setup::default()
+        .sim(|s| s.announced.control_expire_time = Some(1))
+        .start_binary()
+        .await;
+    let resp = bin.delete(demo::CONFERENCE_ID, None, SEED_BODY).await;
+    assert_eq!(
+        (resp.status, resp.code().as_str()),
+        (503, "MEETGATE.TOKEN_UNAVAILABLE"),
+        "{resp:?}"
+    );
+    assert!(
+        resp.msg().contains("already expired (check the clock)"),
+        "{}",
+        resp.msg()
+    );
+    assert!(bin.alive());
+    assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 0);
 }
