@@ -24,7 +24,7 @@ use crate::metrics::{LimitLabels, Metrics, RequestLabels};
 use crate::ratelimit::{self, RateLimitHeaders, RateLimits};
 use crate::route::{self, ConferenceId};
 use crate::token::{ControlToken, TokenService};
-use crate::upstream::{bounds, Answer, Outgoing, Upstream};
+use crate::upstream::{bounds, Answer, Outgoing, Upstream, UpstreamCall};
 use crate::validate::{self, DeleteBody};
 
 /// The header carrying meetgate's request ID on every response.
@@ -464,7 +464,7 @@ impl Gateway {
         let sent = Instant::now();
         let result = self.upstream.send(out).await;
         outcome.upstream += sent.elapsed();
-        Ok(result?)
+        result.map_err(|e| e.into_gateway(UpstreamCall::Removal))
     }
 }
 
@@ -554,7 +554,7 @@ fn outcome_record(
                 // No connection was made: the request never left meetgate.
                 GatewayError::UpstreamUnreachable { .. }
                 | GatewayError::UpstreamTls { .. }
-                | GatewayError::ConnectTimeout(_)
+                | GatewayError::ConnectTimeout { .. }
                 | GatewayError::UpstreamUnavailable { .. } => AuditResult::NotSent,
                 _ => AuditResult::Unknown,
             };

@@ -55,7 +55,7 @@ use renew::{renew, sweep_idle};
 use crate::config::{Credentials, TokenConfig};
 use crate::route::ConferenceId;
 use crate::secret::Secret;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamCall};
 
 /// The token settings, from `[token]`.
 #[derive(Debug, Clone)]
@@ -451,6 +451,10 @@ impl Inner {
                 let credentials = self.credentials();
                 self.stats.access_logins.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
+                let call = match &*credentials {
+                    Credentials::AppId { .. } => UpstreamCall::AppIdLogin,
+                    _ => UpstreamCall::AccountLogin,
+                };
                 let grant = match &*credentials {
                     Credentials::AppId {
                         app_id,
@@ -476,8 +480,8 @@ impl Inner {
                 };
                 let grant = grant.map_err(|e| {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    let err = auth_api_error(e);
-                    tracing::warn!(error = ?err, "account authentication failed");
+                    let err = auth_api_error(call, e);
+                    tracing::warn!(error = ?err, "{call} failed");
                     err
                 })?;
                 tracing::debug!(
