@@ -479,3 +479,75 @@ async fn a_control_token_announced_as_already_expired_gets_a_clear_answer() {
     assert!(bin.alive());
     assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_that_has_not_started_is_asked_about_once_per_negative_cache_window() {
+    // App ID credentials learn it from the conference details, host-password ones from the
+    // control-token call; either way, one upstream call answers the whole window.
+    let host_password = Creds::host_passwords(&[(
+        demo::SCHEDULED_CONFERENCE_ID,
+        demo::SCHEDULED_CHAIR_PASSWORD,
+    )]);
+    let cases = [
+        (Creds::AppId, Endpoint::ConfDetail),
+        (Creds::Account, Endpoint::ConfDetail),
+        (host_password, Endpoint::ControlToken),
+    ];
+    for (creds, endpoint) in cases {
+        let bin = Setup::default()
+            .creds(creds)
+            .set("token", "negative_cache_secs = 600")
+            .start_binary()
+            .await;
+        for i in 0..10 {
+            let resp = bin
+                .delete(demo::SCHEDULED_CONFERENCE_ID, None, &tagged(i))
+                .await;
+            assert_eq!(
+                (resp.status, resp.code().as_str()),
+                (409, "MEETGATE.CONFERENCE_NOT_RUNNING"),
+                "{resp:?}"
+            );
+            assert!(resp.msg().contains("not started yet"), "{}", resp.msg());
+        }
+        assert_eq!(
+            bin.sim.calls_for(endpoint, demo::SCHEDULED_CONFERENCE_ID),
+            1,
+            "{endpoint}: {:?}",
+            bin.sim.stats()
+        );
+        assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_that_starts_is_served_once_the_negative_cache_window_has_passed() {
+    let bin = Setup::default()
+        .set("token", "negative_cache_secs = 1")
+        .start_binary()
+        .await;
+    let conference = demo::SCHEDULED_CONFERENCE_ID;
+    assert_eq!(bin.delete(conference, None, &tagged(0)).await.status, 409);
+    bin.sim
+        .set_conference_state(conference, ConferenceState::Started);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut tag = 1;
+    loop {
+        let resp = bin.delete(conference, None, &tagged(tag)).await;
+        if resp.status == 200 {
+            break;
+        }
+        assert_eq!(resp.status, 409, "{resp:?}");
+        assert!(Instant::now() < deadline, "still refused after 30 s");
+        tag += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Within the window the remembered answer was given; the first request after it asked
+    // again and was served.
+    assert_eq!(
+        bin.sim.calls_for(Endpoint::ConfDetail, conference),
+        2,
+        "{:?}",
+        bin.sim.stats()
+    );
+}
