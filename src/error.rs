@@ -186,6 +186,46 @@ impl GatewayError {
         }
     }
 
+    /// Whether a request refused with this error gets its rate-limit budget back, provided
+    /// no removal went out for it: when it is meetgate's or the upstream's doing and nothing
+    /// was forwarded. Refusals that are the caller's doing (4xx) keep the charge: they may
+    /// have cost upstream calls (an unknown conference is looked up), and a refund would let
+    /// a caller probe without limit. An answer that may have followed a forwarded removal
+    /// keeps it too.
+    pub fn refunds_budget(&self) -> bool {
+        use GatewayError::*;
+        match self {
+            NotFound
+            | MethodNotAllowed
+            | BadRequest(_)
+            | InvalidRequest(_)
+            | UnsupportedMediaType
+            | PayloadTooLarge { .. }
+            | BodyTimeout(_)
+            | RateLimited(_)
+            | ConferenceNotConfigured { .. }
+            | ConferenceNotFound { .. }
+            | ConferenceNotRunning { .. }
+            | AmbiguousFraming(_) => false,
+            HostPasswordRejected { .. }
+            | ChairPasswordUnavailable { .. }
+            | TokenRefused { .. }
+            | UpstreamAuthFailed { .. }
+            | TokenUnavailable { .. }
+            | UpstreamUnreachable { .. }
+            | UpstreamTls { .. }
+            | ConnectTimeout { .. }
+            | UpstreamUnavailable { .. }
+            | Overloaded
+            | AuditUnavailable(_)
+            | Internal(_) => true,
+            UpstreamTimeout(_)
+            | OutcomeUnknown { .. }
+            | BadUpstreamResponse { .. }
+            | OutcomeUnrecorded { .. } => false,
+        }
+    }
+
     /// Seconds after which retrying may succeed, sent as `Retry-After`.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {

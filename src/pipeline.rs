@@ -149,6 +149,10 @@ struct Outcome {
     participants: Option<Vec<audit::Participant>>,
     attempts: u8,
     rate_limit: RateLimitHeaders,
+    /// What the rate limits charged, given back if the request is not forwarded.
+    charge: Option<ratelimit::Charge>,
+    /// A removal went out (or may have): its budget is spent, whatever happens next.
+    sent: bool,
     /// Time spent in upstream removal calls.
     upstream: Duration,
     /// An outcome record already says how the request ended.
@@ -235,6 +239,8 @@ impl Gateway {
             participants: None,
             attempts: 0,
             rate_limit: RateLimitHeaders::default(),
+            charge: None,
+            sent: false,
             upstream: Duration::ZERO,
             settled: false,
         };
@@ -259,6 +265,7 @@ impl Gateway {
                     }
                 }
                 tracing::debug!(request_id, error = %e, "refused");
+                self.refund_unsent(&mut outcome, &e);
                 self.record_refusal(&outcome, &e).await;
                 e.to_response()
             }
@@ -332,10 +339,12 @@ impl Gateway {
             conference: conference.as_str(),
             caller: &caller_key,
         };
-        outcome.rate_limit = self
+        let charge = self
             .rate_limits
             .check(&keys, body.attendees.len() as u32)
             .map_err(GatewayError::RateLimited)?;
+        outcome.rate_limit = charge.headers.clone();
+        outcome.charge = Some(charge);
 
         // 4. Token: the control token for this conference, cached or fetched (single-flight).
         let waited = Instant::now();
@@ -392,6 +401,7 @@ impl Gateway {
 
         // 7. Audit outcome: durable before the caller learns the answer.
         let record = outcome_record(&outcome.request_id, attempt, &result, sent.elapsed());
+        outcome.sent |= record.result != AuditResult::NotSent;
         let status = record.status;
         let waited = Instant::now();
         let recorded = self.audit.append(Entry::Outcome(record)).await;
@@ -405,6 +415,18 @@ impl Gateway {
         }
         outcome.settled = true;
         result
+    }
+
+    /// Gives the rate-limit budget back to a request that no removal went out for, when that
+    /// is not the caller's doing (`GatewayError::refunds_budget`): an outage must not
+    /// surface as 429s once it is over.
+    fn refund_unsent(&self, outcome: &mut Outcome, e: &GatewayError) {
+        if outcome.sent || !e.refunds_budget() {
+            return;
+        }
+        if let Some(charge) = outcome.charge.take() {
+            outcome.rate_limit = self.rate_limits.refund(&charge);
+        }
     }
 
     /// Writes the `rejected` record of a request meetgate refused after routing it, unless
