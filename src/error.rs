@@ -18,6 +18,7 @@ use hyper::header::{HeaderName, HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::ratelimit::{Denied, RateLimitHeaders};
+use crate::upstream::UpstreamCall;
 
 /// A refusal by meetgate, grouped by whose fault it is.
 #[derive(Debug, thiserror::Error)]
@@ -78,26 +79,34 @@ pub enum GatewayError {
         conference: String,
         upstream_code: String,
     },
-    #[error("the upstream rejected meetgate's account credentials ({upstream_code}): check the [credentials] section and its secret")]
-    UpstreamAuthFailed { upstream_code: String },
+    #[error("{}", auth_failed_message(*.call, .upstream_code))]
+    UpstreamAuthFailed {
+        /// The login refused, or the call that refused a fresh access token.
+        call: UpstreamCall,
+        upstream_code: String,
+    },
     #[error("no valid meeting control token for conference {conference} could be obtained ({cause}); nothing was forwarded: retry after {retry_after_secs} s")]
     TokenUnavailable {
         conference: String,
         cause: String,
         retry_after_secs: u64,
     },
-    #[error("cannot reach the upstream ({detail}); nothing was forwarded")]
-    UpstreamUnreachable { detail: String },
-    #[error("TLS with the upstream failed ({detail}); nothing was sent: check upstream.base_url and upstream.ca_file")]
-    UpstreamTls { detail: String },
-    #[error("the upstream did not accept a connection within {0:?} (upstream.connect_timeout_ms); nothing was forwarded")]
-    ConnectTimeout(Duration),
+    #[error("cannot reach the upstream for the {call} call ({detail}); nothing was forwarded: retry once the upstream is reachable")]
+    UpstreamUnreachable { call: UpstreamCall, detail: String },
+    #[error("TLS with the upstream failed on the {call} call ({detail}); nothing was sent: check upstream.base_url and upstream.ca_file")]
+    UpstreamTls { call: UpstreamCall, detail: String },
+    #[error("the upstream did not accept a connection for the {call} call within {timeout:?} (upstream.connect_timeout_ms); nothing was forwarded")]
+    ConnectTimeout {
+        call: UpstreamCall,
+        timeout: Duration,
+    },
     #[error("the upstream did not answer within {0:?} (upstream.request_timeout_ms); the removal may or may not have been applied: check the meeting before retrying")]
     UpstreamTimeout(Duration),
     #[error("the connection to the upstream failed after the request was sent ({detail}); the removal may or may not have been applied: check the meeting before retrying")]
     OutcomeUnknown { detail: String },
-    #[error("the upstream failed {failures} connection attempts in a row; meetgate is not calling it for {retry_after_secs} s (circuit breaker); nothing was forwarded")]
+    #[error("the upstream failed {failures} connection attempts in a row; meetgate is not calling it for {retry_after_secs} s (circuit breaker), so the {call} call was not made; nothing was forwarded")]
     UpstreamUnavailable {
+        call: UpstreamCall,
         failures: u32,
         retry_after_secs: u64,
     },
@@ -143,7 +152,7 @@ impl GatewayError {
             TokenUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTls { .. } => StatusCode::BAD_GATEWAY,
-            ConnectTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ConnectTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             OutcomeUnknown { .. } => StatusCode::BAD_GATEWAY,
             BadUpstreamResponse { .. } => StatusCode::BAD_GATEWAY,
@@ -182,7 +191,7 @@ impl GatewayError {
             TokenUnavailable { .. } => "MEETGATE.TOKEN_UNAVAILABLE",
             UpstreamUnreachable { .. } => "MEETGATE.UPSTREAM_UNREACHABLE",
             UpstreamTls { .. } => "MEETGATE.UPSTREAM_TLS",
-            ConnectTimeout(_) => "MEETGATE.UPSTREAM_CONNECT_TIMEOUT",
+            ConnectTimeout { .. } => "MEETGATE.UPSTREAM_CONNECT_TIMEOUT",
             UpstreamTimeout(_) => "MEETGATE.UPSTREAM_TIMEOUT",
             OutcomeUnknown { .. } => "MEETGATE.OUTCOME_UNKNOWN",
             BadUpstreamResponse { .. } => "MEETGATE.BAD_UPSTREAM_RESPONSE",
@@ -192,6 +201,51 @@ impl GatewayError {
             AuditUnavailable(_) => "MEETGATE.AUDIT_UNAVAILABLE",
             OutcomeUnrecorded { .. } => "MEETGATE.AUDIT_UNAVAILABLE",
             Internal(_) => "MEETGATE.INTERNAL",
+        }
+    }
+
+    /// Whether a request refused with this error gets its rate-limit budget back, provided
+    /// no removal went out for it: when it is meetgate's or the upstream's doing and nothing
+    /// was forwarded. Refusals that are the caller's doing (4xx) keep the charge: they may
+    /// have cost upstream calls (an unknown conference is looked up), and a refund would let
+    /// a caller probe without limit. An answer that may have followed a forwarded removal
+    /// keeps it too.
+    pub fn refunds_budget(&self) -> bool {
+        use GatewayError::*;
+        match self {
+            NotFound
+            | MethodNotAllowed
+            | BadRequest(_)
+            | InvalidRequest(_)
+            | UnsupportedMediaType
+            | PayloadTooLarge { .. }
+            | BodyTimeout(_)
+            | RateLimited(_)
+            | ConferenceNotConfigured { .. }
+            | ConferenceNotFound { .. }
+            | ConferenceNotRunning { .. }
+            | ForbiddenHost
+            | BrowserRequest(_)
+            | UnsupportedContentEncoding
+            | AmbiguousFraming(_) => false,
+            HostPasswordRejected { .. }
+            | ChairPasswordUnavailable { .. }
+            | TokenRefused { .. }
+            | UpstreamAuthFailed { .. }
+            | TokenUnavailable { .. }
+            | UpstreamUnreachable { .. }
+            | UpstreamTls { .. }
+            | ConnectTimeout { .. }
+            | UpstreamUnavailable { .. }
+            | Overloaded
+            | AuditUnavailable(_)
+            | Internal(_) => true,
+            // Both removals reached the upstream (and were refused there).
+            TokenRejectedTwice { .. }
+            | UpstreamTimeout(_)
+            | OutcomeUnknown { .. }
+            | BadUpstreamResponse { .. }
+            | OutcomeUnrecorded { .. } => false,
         }
     }
 
@@ -253,6 +307,22 @@ fn rate_limited_message(d: &Denied) -> String {
         None => format!(
             "rate limit exceeded: {names} (each attendee removed costs one unit); retry after {} s",
             d.retry_after_secs
+        ),
+    }
+}
+
+/// Names the credentials to check by what was refused: the App ID or the account login, or
+/// (when a fresh access token was refused by a later call) the account's permissions.
+fn auth_failed_message(call: UpstreamCall, code: &str) -> String {
+    match call {
+        UpstreamCall::AppIdLogin => format!(
+            "the upstream refused meetgate's App ID login ({code}): check credentials.app_id, credentials.app_key_file and, if set, credentials.user_id and credentials.corp_id"
+        ),
+        UpstreamCall::AccountLogin => format!(
+            "the upstream refused meetgate's account login ({code}): check credentials.account and credentials.password_file"
+        ),
+        other => format!(
+            "the upstream refused meetgate's fresh access token on the {other} call ({code}): check that the credentials may manage this conference"
         ),
     }
 }

@@ -13,7 +13,9 @@
 //! | [`Mode::SlowResponse`] | relay answers a few bytes at a time |
 //!
 //! [`FaultProxy::close_idle`] closes every connection that is not waiting for an answer, the
-//! way an upstream closes idle keep-alive connections.
+//! way an upstream closes idle keep-alive connections. [`FaultProxy::switch_to`] changes the
+//! mode and waits until the listening socket follows it (closed for `Refuse`), so a test
+//! knows the upstream is really down (or back).
 
 use std::collections::HashMap;
 use std::io;
@@ -58,6 +60,8 @@ struct Shared {
     next_id: AtomicU64,
     accepted: AtomicU64,
     resets: AtomicU64,
+    /// Whether the listening socket is open (it is closed in `Refuse` mode).
+    listening: watch::Sender<bool>,
 }
 
 /// What the proxy knows about one forwarded connection.
@@ -85,6 +89,7 @@ impl FaultProxy {
             next_id: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             resets: AtomicU64::new(0),
+            listening: watch::Sender::new(true),
         });
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(listen(addr, Some(listener), shared.clone(), stopped));
@@ -102,6 +107,16 @@ impl FaultProxy {
     pub fn set_mode(&self, mode: Mode) {
         *lock(&self.shared.mode) = mode;
         self.shared.mode_changed.notify_waiters();
+    }
+
+    /// Sets `mode` and returns once the listening socket follows it: closed for
+    /// [`Mode::Refuse`] (new connections are refused from then on), open otherwise.
+    pub async fn switch_to(&self, mode: Mode) {
+        let listening = mode != Mode::Refuse;
+        self.set_mode(mode);
+        let mut rx = self.shared.listening.subscribe();
+        // The listener task only ends with the proxy, which `self` keeps alive.
+        let _ = rx.wait_for(|&l| l == listening).await;
     }
 
     /// Connections accepted so far.
@@ -161,6 +176,7 @@ async fn listen(
                 }
             }
         }
+        shared.listening.send_replace(listener.is_some());
         let accept = async {
             match &listener {
                 Some(l) => l.accept().await,

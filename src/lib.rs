@@ -18,7 +18,7 @@
 //! | 1. route: Host and browser check first ([`host`], DNS rebinding), then message hygiene (framing, upgrades), then the route | [`route`] | 403 / 404 / 405 / 400 |
 //! | 2. read + validate body | [`validate`] | 413 / 415 / 408 / 400 |
 //! | 3. rate limit (global, per conference, per caller; cost = attendees) | [`ratelimit`] | 429 |
-//! | 4. control token (cache, single-flight, renewal) | [`token`] | 503 / 502 / 4xx |
+//! | 4. control token (cache, single-flight, renewal) | [`token`] | 503 / 502 / 504 / 4xx |
 //! | 5. audit intent, durable before anything is sent | [`audit`] | 503 (fail closed) |
 //! | 6. forward (TLS, pooled; one retry only on "token invalid") | [`upstream`] | 502 / 504 / 503 |
 //! | 7. audit outcome, durable before the caller hears it | [`audit`] | 503 |

@@ -35,7 +35,7 @@ use crate::metrics::{LimitLabels, Metrics, RequestLabels};
 use crate::ratelimit::{self, RateLimitHeaders, RateLimits};
 use crate::route::{self, ConferenceId};
 use crate::token::{ControlToken, TokenService};
-use crate::upstream::{Answer, Outgoing, Upstream};
+use crate::upstream::{bounds, Answer, Outgoing, Upstream, UpstreamCall};
 use crate::validate::{self, DeleteBody};
 
 /// The header carrying meetgate's request ID on every response.
@@ -124,9 +124,6 @@ fn declared_caller(
     Ok(value.to_str().ok().map(str::to_owned))
 }
 
-/// `Retry-After` for an upstream 429 that carries none.
-const UPSTREAM_THROTTLE_RETRY_AFTER: &str = "3";
-
 /// Everything the pipeline needs. One per process, shared by all connections.
 pub struct Gateway {
     /// The settings a configuration reload replaces.
@@ -191,6 +188,10 @@ struct Outcome {
     participants: Option<Vec<audit::Participant>>,
     attempts: u8,
     rate_limit: RateLimitHeaders,
+    /// What the rate limits charged, given back if the request is not forwarded.
+    charge: Option<ratelimit::Charge>,
+    /// A removal went out (or may have): its budget is spent, whatever happens next.
+    sent: bool,
     /// Time spent in upstream removal calls.
     upstream: Duration,
     /// An outcome record already says how the request ended.
@@ -216,6 +217,8 @@ impl Outcome {
             participants: None,
             attempts: 0,
             rate_limit: RateLimitHeaders::default(),
+            charge: None,
+            sent: false,
             upstream: Duration::ZERO,
             settled: false,
         }
@@ -381,10 +384,10 @@ impl Gateway {
     async fn finish(
         &self,
         result: Result<Response<Full<Bytes>>, GatewayError>,
-        outcome: Outcome,
+        mut outcome: Outcome,
     ) -> Response<Full<Bytes>> {
         let label = outcome_label(&result);
-        let request_id = outcome.request_id.as_str();
+        let request_id = outcome.request_id.clone();
         let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
@@ -397,11 +400,12 @@ impl Gateway {
                     }
                 }
                 tracing::debug!(request_id, error = %e, "refused");
+                self.refund_unsent(&mut outcome, &e);
                 self.record_refusal(&outcome, &e).await;
                 e.to_response()
             }
         };
-        if let Ok(v) = HeaderValue::from_str(request_id) {
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(REQUEST_ID, v);
         }
         set_rate_limit_headers(resp.headers_mut(), &outcome.rate_limit);
@@ -497,10 +501,12 @@ impl Gateway {
             conference: conference.as_str(),
             caller: &caller_key,
         };
-        outcome.rate_limit = self
+        let charge = self
             .rate_limits
             .check(&keys, body.attendees.len() as u32)
             .map_err(GatewayError::RateLimited)?;
+        outcome.rate_limit = charge.headers.clone();
+        outcome.charge = Some(charge);
 
         // 4. Token: the control token for this conference, cached or fetched (single-flight).
         let waited = Instant::now();
@@ -569,6 +575,7 @@ impl Gateway {
         // 7. Audit outcome: durable before the caller learns the answer (waiting for room in
         //    the queue if need be: the removal has been sent).
         let record = outcome_record(&outcome.request_id, attempt, &result, sent.elapsed());
+        outcome.sent |= record.result != AuditResult::NotSent;
         let status = record.status;
         let waited = Instant::now();
         let recorded = self.audit.append(Entry::Outcome(record)).await;
@@ -582,6 +589,18 @@ impl Gateway {
         }
         outcome.settled = true;
         result
+    }
+
+    /// Gives the rate-limit budget back to a request that no removal went out for, when that
+    /// is not the caller's doing (`GatewayError::refunds_budget`): an outage must not
+    /// surface as 429s once it is over.
+    fn refund_unsent(&self, outcome: &mut Outcome, e: &GatewayError) {
+        if outcome.sent || !e.refunds_budget() {
+            return;
+        }
+        if let Some(charge) = outcome.charge.take() {
+            outcome.rate_limit = self.rate_limits.refund(&charge);
+        }
     }
 
     /// Records the refusal of a removal attempt, whatever the stage, unless an outcome
@@ -643,7 +662,7 @@ impl Gateway {
         let sent = Instant::now();
         let result = self.upstream.send(out).await;
         outcome.upstream += sent.elapsed();
-        Ok(result?)
+        result.map_err(|e| e.into_gateway(UpstreamCall::Removal))
     }
 }
 
@@ -734,7 +753,7 @@ fn outcome_record(
                 // No connection was made: the request never left meetgate.
                 GatewayError::UpstreamUnreachable { .. }
                 | GatewayError::UpstreamTls { .. }
-                | GatewayError::ConnectTimeout(_)
+                | GatewayError::ConnectTimeout { .. }
                 | GatewayError::UpstreamUnavailable { .. } => AuditResult::NotSent,
                 _ => AuditResult::Unknown,
             };
@@ -767,14 +786,12 @@ fn relay(answer: Answer) -> Response<Full<Bytes>> {
         headers.insert(UPSTREAM_REQUEST_ID, id.clone());
     }
     if answer.status == StatusCode::TOO_MANY_REQUESTS {
-        // The upstream's throttling (APIG.0308) is relayed, never retried by meetgate; Huawei
-        // advises waiting 2 to 5 s when it sends no Retry-After of its own.
-        let ra = answer
-            .headers
-            .get(RETRY_AFTER)
-            .cloned()
-            .unwrap_or(HeaderValue::from_static(UPSTREAM_THROTTLE_RETRY_AFTER));
-        headers.insert(RETRY_AFTER, ra);
+        // The upstream's throttling (APIG.0308) is relayed, never retried by meetgate, with
+        // its Retry-After bounded (or Huawei's advice when it sends none).
+        headers.insert(
+            RETRY_AFTER,
+            bounds::retry_after(answer.headers.get(RETRY_AFTER)),
+        );
     }
     resp
 }

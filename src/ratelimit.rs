@@ -14,10 +14,24 @@
 //! every limit; only if all pass is it checked again for real. Time only moves forward between
 //! the two runs, so the real run passes too.
 //!
-//! Per-key state stays bounded: a key whose bucket has refilled is the same as no key, and is
-//! pruned periodically and whenever a limit tracks more than `rate_limit.max_tracked_keys`.
-//! If a flood of distinct, active keys still exceeds that bound, new keys are refused rather
-//! than letting memory grow.
+//! Per-key state stays bounded by `rate_limit.max_tracked_keys` per limit, and a new key is
+//! never refused for want of room (a flood of made-up caller or conference IDs must not lock
+//! out the next real one). A key whose bucket has refilled is the same as no key: such keys
+//! are pruned periodically and first when a table is full. If every key is still active, the
+//! keys whose buckets are **nearest full** are forgotten (an eighth of the table at once, so
+//! a flood costs one scan per many new keys). Forgetting a key gives its owner back what it
+//! still owes, so the least-indebted go first: whatever a flood of new keys makes meetgate
+//! forget is the smallest debt in the table, and a caller that used up its budget is the
+//! last one forgotten. (Least-recently-used eviction would instead let a throttled caller
+//! wipe its own debt by sending a burst of new keys right after its last request.) A
+//! `global` limit bounds how fast such a flood can come at all.
+//!
+//! A request that meetgate answers without forwarding it, through no fault of the caller
+//! (the upstream cannot be reached, no token, the audit log cannot record), gets its units
+//! back: [`RateLimits::check`] returns a [`Charge`], and [`RateLimits::refund`] returns to
+//! each limit what the charge still holds there (units that time has already given back are
+//! not given twice). A refund never makes a bucket fuller than full. The GCRA arithmetic of a
+//! refund is a pure function ([`gcra`]), as a Redis script could do it.
 //!
 //! Answers carry the IETF `RateLimit-Policy` and `RateLimit` fields
 //! (draft-ietf-httpapi-ratelimit-headers): `"per_conference";q=10;w=20` says a bucket of 10
@@ -64,10 +78,34 @@ pub struct Keys<'a> {
     pub caller: &'a str,
 }
 
+/// What an admitted request took from the limits, to give back with [`RateLimits::refund`]
+/// when it is not forwarded.
+#[derive(Debug, Clone, Default)]
+pub struct Charge {
+    /// The response headers after the charge.
+    pub headers: RateLimitHeaders,
+    /// The limits' configuration generation: a refund after a reload gives nothing back.
+    generation: u64,
+    units: u32,
+    taken: Vec<Taken>,
+}
+
+/// One limit's part of a charge.
+#[derive(Debug, Clone)]
+struct Taken {
+    /// Index in the limits.
+    limit: usize,
+    key: String,
+    /// The key's TAT right after the charge.
+    until: Nanos,
+}
+
 /// The configured limits.
 pub struct RateLimits<C: Clock = DefaultClock> {
     limits: Mutex<Vec<Limit<C>>>,
     max_keys: std::sync::atomic::AtomicUsize,
+    /// Bumped by every reconfiguration.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 struct Limit<C: Clock> {
@@ -112,6 +150,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         RateLimits {
             limits: Mutex::new(limits),
             max_keys: std::sync::atomic::AtomicUsize::new(config.max_tracked_keys),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -119,7 +158,10 @@ impl<C: Clock + Clone> RateLimits<C> {
     pub fn reconfigure(&self, config: &RateLimitConfig, clock: C) {
         let fresh = Self::with_clock(config, clock);
         let limits = fresh.limits.into_inner().unwrap_or_else(|p| p.into_inner());
-        *self.lock() = limits;
+        let mut current = self.lock();
+        *current = limits;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.max_keys.store(
             config.max_tracked_keys,
             std::sync::atomic::Ordering::Relaxed,
@@ -137,18 +179,21 @@ impl<C: Clock + Clone> RateLimits<C> {
     }
 
     /// Checks `cost` units against every applicable limit; takes them from all or from none.
-    pub fn check(&self, keys: &Keys<'_>, cost: u32) -> Result<RateLimitHeaders, Denied> {
-        let mut limits = self.lock();
+    pub fn check(&self, keys: &Keys<'_>, cost: u32) -> Result<Charge, Denied> {
+        let limits = self.lock();
+        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
         if limits.is_empty() {
-            return Ok(RateLimitHeaders::default());
+            return Ok(Charge::default());
         }
         let Some(n) = NonZeroU32::new(cost) else {
-            return Ok(RateLimitHeaders::default());
+            return Ok(Charge::default());
         };
         let max_keys = self.max_keys.load(std::sync::atomic::Ordering::Relaxed);
-        for limit in limits.iter_mut() {
-            if limit.store.len() >= max_keys {
-                limit.prune();
+        for limit in limits.iter() {
+            let key = limit.key(keys);
+            if limit.store.len() >= max_keys && !limit.store.contains(&key) {
+                // A new key always gets in: room is made, never refused (see the top).
+                limit.make_room(max_keys);
             }
         }
 
@@ -158,12 +203,6 @@ impl<C: Clock + Clone> RateLimits<C> {
         let mut too_large = None;
         for limit in limits.iter() {
             let key = limit.key(keys);
-            if limit.store.len() >= max_keys && !limit.store.contains(&key) {
-                // Bounded memory beats admitting yet another distinct key.
-                refused.push(limit.name);
-                wait = wait.max(limit.emission);
-                continue;
-            }
             limit.store.set_dry_run(true);
             let decision = limit.limiter.check_key_n(&key, n);
             limit.store.set_dry_run(false);
@@ -181,7 +220,7 @@ impl<C: Clock + Clone> RateLimits<C> {
             }
         }
         if !refused.is_empty() {
-            let headers = headers(limits.iter().map(|l| (l, l.peek(keys))));
+            let headers = headers(limits.iter().map(|l| (l, l.peek(&l.key(keys)))));
             return Err(Denied {
                 limits: refused,
                 retry_after_secs: ceil_secs(wait).max(1),
@@ -192,21 +231,64 @@ impl<C: Clock + Clone> RateLimits<C> {
 
         // Every limit has room: take the units for real.
         let mut remaining = Vec::with_capacity(limits.len());
-        for limit in limits.iter() {
-            let left = match limit.limiter.check_key_n(&limit.key(keys), n) {
+        let mut taken = Vec::with_capacity(limits.len());
+        for (i, limit) in limits.iter().enumerate() {
+            let key = limit.key(keys);
+            let left = match limit.limiter.check_key_n(&key, n) {
                 Ok(Ok(snapshot)) => snapshot.remaining_burst_capacity(),
                 // Cannot happen (time only moves forward since the dry run); if it did, the
                 // request still passes the other limits it was checked against.
                 _ => 0,
             };
+            if let Some(until) = limit.store.get(&key) {
+                taken.push(Taken {
+                    limit: i,
+                    key,
+                    until,
+                });
+            }
             remaining.push((limit, left));
         }
-        Ok(headers(remaining.into_iter()))
+        Ok(Charge {
+            headers: headers(remaining.into_iter()),
+            generation,
+            units: cost,
+            taken,
+        })
+    }
+
+    /// Gives back what `charge` still holds in each limit (a request that was not
+    /// forwarded), and returns the response headers as they are now.
+    pub fn refund(&self, charge: &Charge) -> RateLimitHeaders {
+        let limits = self.lock();
+        if charge.taken.is_empty()
+            || charge.generation != self.generation.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return charge.headers.clone();
+        }
+        for t in &charge.taken {
+            let Some(limit) = limits.get(t.limit) else {
+                continue;
+            };
+            let cost = limit
+                .emission_nanos()
+                .saturating_mul(u64::from(charge.units));
+            let now = limit.now();
+            limit.store.update(&t.key, |tat| {
+                gcra::refund(tat.as_u64(), t.until.as_u64(), cost, now.as_u64()).into()
+            });
+        }
+        headers(
+            charge
+                .taken
+                .iter()
+                .filter_map(|t| limits.get(t.limit).map(|l| (l, l.peek(&t.key)))),
+        )
     }
 
     /// Drops keys whose buckets have refilled (they are the same as absent keys).
     pub fn prune(&self) {
-        for limit in self.lock().iter_mut() {
+        for limit in self.lock().iter() {
             limit.prune();
         }
     }
@@ -236,6 +318,15 @@ impl<C: Clock + Clone> Limit<C> {
         }
     }
 
+    /// Now, as a TAT (nanoseconds since `start`; never earlier than the limiter's own now).
+    fn now(&self) -> Nanos {
+        self.clock.now().duration_since(self.start)
+    }
+
+    fn emission_nanos(&self) -> u64 {
+        Nanos::from(self.emission).as_u64()
+    }
+
     fn key(&self, keys: &Keys<'_>) -> String {
         match self.scope {
             Scope::Global => String::new(),
@@ -244,10 +335,10 @@ impl<C: Clock + Clone> Limit<C> {
         }
     }
 
-    /// Units left for `keys` right now, without taking any.
-    fn peek(&self, keys: &Keys<'_>) -> u32 {
+    /// Units left for `key` right now, without taking any.
+    fn peek(&self, key: &String) -> u32 {
         self.store.set_dry_run(true);
-        let left = match self.limiter.check_key_n(&self.key(keys), NonZeroU32::MIN) {
+        let left = match self.limiter.check_key_n(key, NonZeroU32::MIN) {
             Ok(Ok(snapshot)) => snapshot.remaining_burst_capacity() + 1,
             _ => 0,
         };
@@ -255,12 +346,43 @@ impl<C: Clock + Clone> Limit<C> {
         left.min(self.burst)
     }
 
-    fn prune(&mut self) {
-        let now = self.clock.now().duration_since(self.start);
+    fn prune(&self) {
+        let now = self.now();
         // The limiter's own start is at most a moment after `self.start`; one emission
         // interval of slack covers that moment.
         let slack = Nanos::from(self.emission);
         self.store.retain(|tat| tat + slack > now);
+    }
+
+    /// Makes room for a new key in a full table: refilled keys go first; if that is not
+    /// enough, the keys nearest full (smallest TAT), an eighth of the table.
+    fn make_room(&self, max_keys: usize) {
+        self.prune();
+        let len = self.store.len();
+        if len < max_keys {
+            return;
+        }
+        let evict = (len + 1 - max_keys).max(max_keys / 8);
+        let forgotten = self.store.forget_smallest(evict);
+        tracing::debug!(
+            limit = self.name,
+            forgotten,
+            "rate-limit key table full of active keys: forgot those nearest full"
+        );
+    }
+}
+
+/// GCRA arithmetic on theoretical arrival times (TAT: nanoseconds since the limiter's start,
+/// the instant at which a key's bucket is full again), as pure functions on integers that a
+/// Redis script can mirror. A TAT at or before now is a full bucket, however far before.
+pub mod gcra {
+    /// The TAT after refunding a charge of `cost` (units × emission interval) that left the
+    /// key at `charged_until`: what time has not yet given back of it, at most `cost`, comes
+    /// off the key's TAT `tat`. Later charges keep their place; nothing is given back twice;
+    /// and since a TAT before now is simply "full", no refund can make a bucket fuller.
+    pub fn refund(tat: u64, charged_until: u64, cost: u64, now: u64) -> u64 {
+        let outstanding = charged_until.saturating_sub(now).min(cost);
+        tat.saturating_sub(outstanding)
     }
 }
 
@@ -334,11 +456,41 @@ impl Store {
     fn contains(&self, key: &str) -> bool {
         self.map().contains_key(key)
     }
+    fn get(&self, key: &str) -> Option<Nanos> {
+        self.map().get(key).copied()
+    }
+    fn update(&self, key: &str, f: impl FnOnce(Nanos) -> Nanos) {
+        if let Some(tat) = self.map().get_mut(key) {
+            *tat = f(*tat);
+        }
+    }
     fn retain(&self, keep: impl Fn(Nanos) -> bool) {
         let mut map = self.map();
         map.retain(|_, tat| keep(*tat));
         let len = map.len();
         map.shrink_to(len * 2);
+    }
+    /// Forgets the `n` keys with the smallest TATs; returns how many were forgotten.
+    fn forget_smallest(&self, n: usize) -> usize {
+        let mut map = self.map();
+        if n == 0 || map.is_empty() {
+            return 0;
+        }
+        let mut tats: Vec<u64> = map.values().map(|t| t.as_u64()).collect();
+        let cut = n.min(tats.len()) - 1;
+        let (_, &mut threshold, _) = tats.select_nth_unstable(cut);
+        let below = tats.iter().filter(|&&t| t < threshold).count();
+        let mut ties = n.min(tats.len()) - below;
+        let before = map.len();
+        map.retain(|_, tat| match tat.as_u64().cmp(&threshold) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal if ties > 0 => {
+                ties -= 1;
+                false
+            }
+            _ => true,
+        });
+        before - map.len()
     }
 }
 
@@ -435,8 +587,8 @@ mod tests {
     fn success_headers_report_what_remains() {
         let (rl, _) = limits(None, None, spec(60, 5));
         let h = rl.check(&K, 2).unwrap();
-        assert_eq!(h.policy, "\"per_caller\";q=5;w=5");
-        assert_eq!(h.state, "\"per_caller\";r=3;t=2");
+        assert_eq!(h.headers.policy, "\"per_caller\";q=5;w=5");
+        assert_eq!(h.headers.state, "\"per_caller\";r=3;t=2");
     }
 
     #[test]
@@ -467,54 +619,108 @@ mod tests {
         assert_eq!(rl.tracked_keys(), 0);
     }
 
+    fn caller(c: &str) -> Keys<'_> {
+        Keys {
+            conference: "1",
+            caller: c,
+        }
+    }
+
     #[test]
-    fn a_full_table_of_active_keys_refuses_new_keys() {
+    fn a_full_table_of_active_keys_admits_new_keys_and_forgets_those_nearest_full() {
         let clock = FakeRelativeClock::default();
         let config = RateLimitConfig {
             per_caller: spec(1, 5),
             max_tracked_keys: 10,
             ..RateLimitConfig::default()
         };
-        let rl = RateLimits::with_clock(&config, clock);
-        for i in 0..10 {
-            let caller = format!("c{i}");
-            assert!(rl
-                .check(
-                    &Keys {
-                        conference: "1",
-                        caller: &caller
-                    },
-                    1
-                )
-                .is_ok());
+        let rl = RateLimits::with_clock(&config, clock.clone());
+        // A caller that used up its budget, then nine others that took one unit each, later.
+        for _ in 0..5 {
+            assert!(rl.check(&caller("heavy"), 1).is_ok());
         }
-        let denied = rl
-            .check(
-                &Keys {
-                    conference: "1",
-                    caller: "new",
-                },
-                1,
-            )
-            .unwrap_err();
-        assert_eq!(denied.limits, vec!["per_caller"]);
-        // Known keys still work.
-        assert!(rl
-            .check(
-                &Keys {
-                    conference: "1",
-                    caller: "c1"
-                },
-                1
-            )
-            .is_ok());
+        assert!(rl.check(&caller("heavy"), 1).is_err());
+        for i in 0..9 {
+            clock.advance(Duration::from_millis(10));
+            assert!(rl.check(&caller(&format!("c{i}")), 1).is_ok());
+        }
+        // A flood of new keys: every one is admitted (none refused for want of room) ...
+        for i in 0..100 {
+            clock.advance(Duration::from_millis(10));
+            let key = format!("flood{i}");
+            assert!(rl.check(&caller(&key), 1).is_ok(), "{key} refused");
+            assert!(rl.tracked_keys() <= 10, "tracked {}", rl.tracked_keys());
+        }
+        // ... and the caller with the most debt is the last one forgotten: still throttled.
+        assert_eq!(
+            rl.check(&caller("heavy"), 1).unwrap_err().limits,
+            vec!["per_caller"]
+        );
+        // A new, well-behaved caller is served.
+        assert!(rl.check(&caller("newcomer"), 1).is_ok());
+    }
+
+    #[test]
+    fn the_gcra_refund_gives_back_only_what_time_has_not() {
+        let t = 1_000; // emission interval
+                       // Charged 3 units from a full bucket at 10 000: TAT 13 000.
+        assert_eq!(gcra::refund(13_000, 13_000, 3 * t, 10_000), 10_000);
+        // One unit came back by time: only two are owed.
+        assert_eq!(gcra::refund(13_000, 13_000, 3 * t, 11_000), 11_000);
+        // All came back by time: nothing is refunded, a later charge keeps its place.
+        assert_eq!(gcra::refund(17_000, 13_000, 3 * t, 14_000), 17_000);
+        // A charge followed by another: the first one's refund leaves the second's units.
+        assert_eq!(gcra::refund(15_000, 13_000, 3 * t, 10_000), 12_000);
+        // Never below zero.
+        assert_eq!(gcra::refund(500, 3_000, 3 * t, 0), 0);
+    }
+
+    #[test]
+    fn a_refund_restores_every_limit_exactly_and_never_beyond_full() {
+        let (rl, clock) = limits(spec(60, 10), spec(60, 4), spec(60, 6));
+        let before = rl.check(&K, 1).unwrap().headers;
+        let charge = rl.check(&K, 3).unwrap();
+        assert_ne!(charge.headers, before);
+        let after = rl.refund(&charge);
+        // As if only the first request had been made.
+        let again = rl.check(&K, 1).unwrap().headers;
+        assert_eq!(
+            again.state, "\"global\";r=8;t=2, \"per_conference\";r=2;t=2, \"per_caller\";r=4;t=2",
+            "refunded: {after:?}"
+        );
+        // Refunding twice, or after time filled the buckets, gives nothing more than full.
+        clock.advance(Duration::from_secs(60));
+        rl.refund(&charge);
+        rl.refund(&charge);
+        let full = rl.check(&K, 4).unwrap();
+        assert_eq!(
+            full.headers.state,
+            "\"global\";r=6;t=4, \"per_conference\";r=0;t=4, \"per_caller\";r=2;t=4"
+        );
+        assert!(rl.check(&K, 1).is_err(), "per_conference holds 4 at most");
+    }
+
+    #[test]
+    fn a_refund_after_a_reload_gives_nothing_to_the_new_limits() {
+        let clock = FakeRelativeClock::default();
+        let config = RateLimitConfig {
+            per_conference: spec(60, 2),
+            ..RateLimitConfig::default()
+        };
+        let rl = RateLimits::with_clock(&config, clock.clone());
+        let charge = rl.check(&K, 2).unwrap();
+        rl.reconfigure(&config, clock.clone());
+        assert!(rl.check(&K, 2).is_ok());
+        rl.refund(&charge);
+        assert!(rl.check(&K, 1).is_err());
     }
 
     #[test]
     fn no_limits_configured_means_no_headers_and_no_refusals() {
         let (rl, _) = limits(None, None, None);
         for _ in 0..1000 {
-            assert_eq!(rl.check(&K, 50), Ok(RateLimitHeaders::default()));
+            let charge = rl.check(&K, 50).expect("no limit refuses");
+            assert_eq!(charge.headers, RateLimitHeaders::default());
         }
     }
 }

@@ -12,6 +12,7 @@
 //! | [`validate`] | `validate`: the body validator |
 //! | [`audit_recovery`] | `audit_recovery`: audit log recovery and `verify` on arbitrary file content |
 //! | [`http_service`] | `http_service`: raw HTTP bytes through the whole service, upstream simulated |
+//! | [`upstream_answers`] | `upstream_answers`: the upstream's answers to the token chain, read and timed |
 //! | [`seeds`] | seed inputs built with the library (real audit logs, requests) |
 //! | [`scratch`] | per-process scratch directories on tmpfs, cleaned up |
 
@@ -19,6 +20,7 @@ pub mod audit_recovery;
 pub mod http_service;
 pub mod scratch;
 pub mod seeds;
+pub mod upstream_answers;
 pub mod validate;
 
 /// Bytes shown as text where they are UTF-8, for failure messages.

@@ -587,3 +587,173 @@ fn pad_to_reads_of_7(requests: &[String]) -> String {
 
 /// The delete path without a query.
 const BARE_PATH: &str = meetgate::route::DELETE_PATH;
+
+// ---------------------------------------------------------------------------------------
+// upstream_answers
+
+/// An access-token answer in the upstream's shape (§3.6) with these numbers.
+fn login_answer(valid_period: &str, expire_time: &str) -> String {
+    format!(
+        r#"{{"accessToken":"stbX5ElstO5QwOwPB9KGQWUZ1DHoFrTsQjjC","tokenIp":"127.0.0.1","validPeriod":{valid_period},"expireTime":{expire_time},"createTime":1700000000000,"refreshToken":"stbRQZHvBjnHb6mEf3nVw8RwCiR6jG6Rd0Gq","refreshValidPeriod":2592000,"refreshExpireTime":1702592000,"refreshCreateTime":1700000000000,"clientType":72,"tokenType":0,"forceLoginInd":0,"firstLogin":false,"pwdExpired":false,"delayDelete":false,"daysPwdAvailable":90,"user":{{"userId":"admin_demoAppId0001","ucloginAccount":"admin","companyId":"651543334","spId":"meeting-sim-sp","appId":"demoAppId0001"}}}}"#
+    )
+}
+
+/// A conference-details answer (§4) in `state`, with these password entries.
+fn details_answer(state: &str, passwords: &str) -> String {
+    format!(
+        r#"{{"conferenceData":{{"conferenceID":"914083136","subject":"Simulated meeting","conferenceState":"{state}","passwordEntry":[{passwords}]}},"data":{{"offset":0,"limit":20,"count":0,"data":[]}}}}"#
+    )
+}
+
+/// A control-token answer (§5) with these numbers.
+fn control_answer(expire_time: &str, conf_token_expire_time: &str) -> String {
+    format!(
+        r#"{{"data":{{"token":"stb7Bw1sNnQy2Dqj3dV0x7kK5gR8zPqLmT4aJ6cE9hWfYuIoS2b","tmpWsToken":"tmp0123","wsURL":"wss://127.0.0.1/cms","role":1,"expireTime":{expire_time},"userID":"ff80","orgID":"651543334","participantID":"","confTokenExpireTime":{conf_token_expire_time},"vmrCurrentConfID":"","supportNotifyType":[]}},"addressToken":"stb0123","gloablPublicIP":"meeting.huaweicloud.com"}}"#
+    )
+}
+
+/// Answers of the token chain for `upstream_answers`: the documented shapes, the huge,
+/// zero, negative, fractional and out-of-range numbers a hostile upstream can send, and
+/// error answers with absurd codes and Retry-After values.
+pub fn upstream_answers() -> Vec<Seed> {
+    use super::upstream_answers::encode;
+    const MAX: &str = "18446744073709551615";
+    const BEYOND: &str = "184467440737095516150";
+    // The wall clock of an input with clock offset 0 is EPOCH_MS; 30 min later in ms:
+    let in_30_min = (super::upstream_answers::EPOCH_MS + 1_800_000).to_string();
+    let ok = |name: &str, body: &str| seed(name, encode(200, 0, 150, 128, None, body.as_bytes()));
+    let chair = r#"{"conferenceRole":"chair","password":"738291"},{"conferenceRole":"general","password":"104526"}"#;
+    vec![
+        ok("answer-login", &login_answer("43200", "1700043200")),
+        ok("answer-login-huge", &login_answer(MAX, MAX)),
+        ok("answer-login-beyond-u64", &login_answer(BEYOND, "1")),
+        ok("answer-login-zero", &login_answer("0", "0")),
+        ok("answer-login-negative", &login_answer("-1", "-1")),
+        ok("answer-login-fraction", &login_answer("1e300", "0.5")),
+        ok(
+            "answer-login-no-period",
+            r#"{"accessToken":"stbX5ElstO5QwOwPB9KGQWUZ1DHoFrTsQjjC"}"#,
+        ),
+        ok(
+            "answer-login-empty-token",
+            r#"{"accessToken":"","validPeriod":43200}"#,
+        ),
+        ok(
+            "answer-login-token-newline",
+            r#"{"accessToken":"stb\nX-Injected: 1","validPeriod":43200}"#,
+        ),
+        ok("answer-details-running", &details_answer("Created", chair)),
+        ok(
+            "answer-details-scheduled",
+            &details_answer("Schedule", chair),
+        ),
+        ok("answer-details-ended", &details_answer("Destroyed", "")),
+        ok(
+            "answer-details-creating",
+            &details_answer("Creating", chair),
+        ),
+        ok(
+            "answer-details-guest-only",
+            &details_answer(
+                "Created",
+                r#"{"conferenceRole":"general","password":"104526"}"#,
+            ),
+        ),
+        ok(
+            "answer-details-empty-chair",
+            &details_answer("Created", r#"{"conferenceRole":"chair","password":""}"#),
+        ),
+        ok("answer-control", &control_answer(&in_30_min, "1800")),
+        ok("answer-control-huge", &control_answer(MAX, MAX)),
+        ok(
+            "answer-control-huge-lifetime",
+            &control_answer(&in_30_min, MAX),
+        ),
+        ok("answer-control-huge-expiry", &control_answer(MAX, "1800")),
+        ok("answer-control-expired", &control_answer("1", "1800")),
+        ok(
+            "answer-control-seconds-expiry",
+            &control_answer("1700001800", "1800"),
+        ),
+        ok("answer-control-zero", &control_answer("0", "0")),
+        ok("answer-control-beyond-u64", &control_answer(BEYOND, BEYOND)),
+        ok(
+            "answer-control-minimal",
+            r#"{"data":{"token":"stb7Bw1sNnQy2Dqj3dV0x7kK5gR8zPqLmT4aJ6cE9hW"}}"#,
+        ),
+        seed(
+            "answer-control-late",
+            encode(
+                200,
+                0,
+                u32::MAX,
+                255,
+                None,
+                control_answer(MAX, "1800").as_bytes(),
+            ),
+        ),
+        seed(
+            "answer-control-clock-far",
+            encode(
+                200,
+                u32::MAX,
+                0,
+                0,
+                None,
+                control_answer(&in_30_min, "1800").as_bytes(),
+            ),
+        ),
+        seed(
+            "answer-401-access-token",
+            encode(
+                401,
+                0,
+                10,
+                0,
+                None,
+                br#"{"error_code":"USG.000000004","error_msg":"token invalid"}"#,
+            ),
+        ),
+        seed(
+            "answer-400-host-password",
+            encode(
+                400,
+                0,
+                10,
+                0,
+                None,
+                br#"{"error_code":"MMC.111072065","error_msg":"auth failed"}"#,
+            ),
+        ),
+        seed(
+            "answer-429-huge-retry-after",
+            encode(
+                429,
+                0,
+                10,
+                0,
+                Some(MAX.as_bytes()),
+                br#"{"error_code":"APIG.0308","error_msg":"throttled"}"#,
+            ),
+        ),
+        seed(
+            "answer-429-date-retry-after",
+            encode(429, 0, 10, 0, Some(b"Wed, 21 Oct 2015 07:28:00 GMT"), b""),
+        ),
+        seed(
+            "answer-503-long-code",
+            encode(
+                503,
+                0,
+                10,
+                0,
+                Some(b"0"),
+                format!(
+                    r#"{{"error_code":"{}","error_msg":"x"}}"#,
+                    "stbSECRET".repeat(40)
+                )
+                .as_bytes(),
+            ),
+        ),
+    ]
+}

@@ -209,6 +209,40 @@ pub struct SimConfig {
     /// Extra DNS names / IPs for the server certificate besides
     /// `localhost`, `127.0.0.1`, `::1` (e.g. a compose service name).
     pub extra_sans: Vec<String>,
+    /// Numbers announced in token answers instead of the true ones (a hostile or broken
+    /// upstream); the tokens keep their real lifetimes. Default: the true numbers.
+    pub announced: AnnouncedNumbers,
+}
+
+/// Overrides of the numbers in token answers, for testing how a client copes with absurd
+/// values (e.g. `u64::MAX`). `None` announces the true value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnouncedNumbers {
+    /// `validPeriod` of access tokens (seconds).
+    #[serde(default)]
+    pub valid_period: Option<u64>,
+    /// `expireTime` of access tokens (Unix seconds).
+    #[serde(default)]
+    pub access_expire_time: Option<u64>,
+    /// `confTokenExpireTime` of control tokens (seconds).
+    #[serde(default)]
+    pub conf_token_expire_time: Option<u64>,
+    /// `expireTime` of control tokens (Unix milliseconds).
+    #[serde(default)]
+    pub control_expire_time: Option<u64>,
+}
+
+impl AnnouncedNumbers {
+    /// Every number at `u64::MAX`.
+    pub fn huge() -> Self {
+        AnnouncedNumbers {
+            valid_period: Some(u64::MAX),
+            access_expire_time: Some(u64::MAX),
+            conf_token_expire_time: Some(u64::MAX),
+            control_expire_time: Some(u64::MAX),
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -232,6 +266,7 @@ impl Default for SimConfig {
             max_body_bytes: 1 << 20,
             idle_timeout: Some(Duration::from_secs(120)),
             extra_sans: Vec::new(),
+            announced: AnnouncedNumbers::default(),
         }
     }
 }

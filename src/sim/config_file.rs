@@ -19,6 +19,9 @@
 //! extra_sans = ["meeting-sim"]           # extra certificate names
 //! idle_timeout_secs = 120                # 0 = keep idle connections forever
 //! invalid_token_error = { status = 401, code = "MMC.111070004", msg = "CONF_AUTH_FAILED" }
+//! # numbers announced instead of the true ones; the tokens keep their real lifetimes
+//! # (keys: valid_period, access_expire_time, conf_token_expire_time, control_expire_time)
+//! announced = { conf_token_expire_time = 9223372036854775807 }
 //!
 //! [[conferences]]
 //! id = "914083136"                       # digits
@@ -47,7 +50,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::config::{RefreshAccepts, SimAccount, SimApp, SimConference, SimConfig};
+use super::config::{
+    AnnouncedNumbers, RefreshAccepts, SimAccount, SimApp, SimConference, SimConfig,
+};
 use super::errors::ApiError;
 
 /// Why a conferences file could not be used.
@@ -88,6 +93,7 @@ struct FileConfig {
     extra_sans: Option<Vec<String>>,
     idle_timeout_secs: Option<u64>,
     invalid_token_error: Option<FileError>,
+    announced: Option<AnnouncedNumbers>,
     #[serde(default)]
     conferences: Vec<SimConference>,
     #[serde(default)]
@@ -135,6 +141,7 @@ impl FileConfig {
         set(&mut c.max_recorded_deletes, self.max_recorded_deletes);
         set(&mut c.access_token_quota, self.access_token_quota);
         set(&mut c.extra_sans, self.extra_sans);
+        set(&mut c.announced, self.announced);
         if let Some(secs) = self.idle_timeout_secs {
             c.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
         }
@@ -213,6 +220,8 @@ mod tests {
         assert_eq!(c.apps[0].user_id.as_deref(), Some("admin01"));
         assert_eq!(c.invalid_token_error.code, "MMC.111070004");
         assert_eq!(c.extra_sans, vec!["meeting-sim".to_owned()]);
+        assert_eq!(c.announced.conf_token_expire_time, Some(i64::MAX as u64));
+        assert_eq!(c.announced.valid_period, None);
     }
 
     #[test]

@@ -743,3 +743,25 @@ async fn control_api_over_https() {
     assert_eq!(sim.total_requests(), 0);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn announced_numbers_replace_the_true_ones_but_tokens_keep_their_lifetimes() {
+    let cfg = SimConfig {
+        announced: crate::sim::AnnouncedNumbers::huge(),
+        ..SimConfig::demo()
+    };
+    let (_sim, mut c) = start(cfg).await;
+    let r = app_auth(&mut c, &nonce(1)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.json()["validPeriod"], u64::MAX);
+    assert_eq!(r.json()["expireTime"], u64::MAX);
+    let r = control_token(&mut c, CONF, demo::CHAIR_PASSWORD, None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let data = &r.json()["data"];
+    assert_eq!(data["confTokenExpireTime"], u64::MAX);
+    assert_eq!(data["expireTime"], u64::MAX);
+    let token = data["token"].as_str().unwrap().to_owned();
+    // The token itself is an ordinary one.
+    let r = delete(&mut c, CONF, Some(&token), DELETE_BODY).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}

@@ -92,7 +92,8 @@ mod e2e_tests;
 mod test_client;
 
 pub use config::{
-    demo, ConferenceState, RefreshAccepts, SimAccount, SimApp, SimConference, SimConfig,
+    demo, AnnouncedNumbers, ConferenceState, RefreshAccepts, SimAccount, SimApp, SimConference,
+    SimConfig,
 };
 pub use config_file::ConfigError;
 pub use counters::SimStats;

@@ -6,6 +6,10 @@
 //! * [`control_token`]: `GET /v1/mmc/control/conferences/token` (host password, or keep-alive
 //!   with the current token)
 //!
+//! Each call's answer is read by a pure function of the [`Answer`] ([`access_grant`],
+//! [`conference_detail`], [`control_grant`]), which the `upstream_answers` fuzz target runs on
+//! arbitrary answers; the numbers in them are bounded by `upstream::bounds`.
+//!
 //! Facts and sources: `upstream-api.md` §3–§5. This module knows the wire formats; the caching
 //! and the decisions (retry, back off, give up) live in `token/mod.rs`.
 
@@ -21,7 +25,7 @@ use sha2::Sha256;
 
 use crate::route::ConferenceId;
 use crate::secret::Secret;
-use crate::upstream::{Answer, Outgoing, Upstream, UpstreamError};
+use crate::upstream::{bounds, Answer, Outgoing, Upstream, UpstreamError};
 
 /// How an upstream call of the token chain failed.
 #[derive(Debug)]
@@ -38,10 +42,17 @@ pub enum ApiError {
 
 impl ApiError {
     fn rejected(answer: &Answer) -> ApiError {
-        let code = answer
-            .error()
-            .map(|(code, _)| code)
-            .unwrap_or_else(|| "no error code".into());
+        // The code is repeated in messages and logs: only when it looks like one (the
+        // upstream's are like `MMC.111072065`), never an arbitrary string of the answer.
+        let code = match answer.error() {
+            Some((code, _))
+                if (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                code
+            }
+            Some(_) => "unrecognisable error code".into(),
+            None => "no error code".into(),
+        };
         ApiError::Rejected {
             status: answer.status,
             code,
@@ -64,13 +75,14 @@ impl ApiError {
 /// An account access token and how long it is valid.
 pub struct AccessGrant {
     pub token: Secret,
+    /// `validPeriod`, at most `bounds::MAX_ACCESS_TOKEN_LIFETIME`.
     pub valid_for: Duration,
 }
 
 /// A meeting control token and its lifetime.
 pub struct ControlGrant {
     pub token: Secret,
-    /// `confTokenExpireTime`.
+    /// `confTokenExpireTime`, at most `bounds::MAX_CONTROL_TOKEN_LIFETIME`.
     pub lifetime: Duration,
     /// `expireTime` (Unix milliseconds), when present.
     pub expires_at_unix_ms: Option<u64>,
@@ -118,7 +130,7 @@ pub async fn app_auth(up: &Upstream, auth: &AppAuth<'_>) -> Result<AccessGrant, 
         "HMAC-SHA256 signature={signature},access={access}"
     ))?;
     let answer = post_json(up, "/v2/usg/acs/auth/appauth", AUTHORIZATION, header, body).await?;
-    parse_access_grant(&answer)
+    access_grant(&answer)
 }
 
 /// `POST /v1/usg/acs/auth/account`.
@@ -132,7 +144,7 @@ pub async fn account_auth(
     let header = sensitive(&format!("Basic {basic}"))?;
     let body = serde_json::json!({ "account": account, "clientType": CLIENT_TYPE_API });
     let answer = post_json(up, "/v1/usg/acs/auth/account", AUTHORIZATION, header, body).await?;
-    parse_access_grant(&answer)
+    access_grant(&answer)
 }
 
 /// What the conference details say about a conference.
@@ -163,8 +175,13 @@ pub async fn chair_password(
         body: None,
     };
     let answer = up.send(out).await.map_err(ApiError::Transport)?;
+    conference_detail(&answer)
+}
+
+/// The conference-details answer: what it says about the conference.
+pub fn conference_detail(answer: &Answer) -> Result<ConferenceDetail, ApiError> {
     if answer.status != StatusCode::OK {
-        return Err(ApiError::rejected(&answer));
+        return Err(ApiError::rejected(answer));
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
@@ -242,8 +259,13 @@ pub async fn control_token(
         body: None,
     };
     let answer = up.send(out).await.map_err(ApiError::Transport)?;
+    control_grant(&answer)
+}
+
+/// The control-token answer: the token and its lifetime (bounded, see `upstream::bounds`).
+pub fn control_grant(answer: &Answer) -> Result<ControlGrant, ApiError> {
     if answer.status != StatusCode::OK {
-        return Err(ApiError::rejected(&answer));
+        return Err(ApiError::rejected(answer));
     }
     #[derive(Deserialize)]
     struct Body {
@@ -266,14 +288,9 @@ pub async fn control_token(
             "control token is empty or not a valid header value".into(),
         ));
     }
-    // The documented lifetime is 30 minutes; use it when the answer omits the field.
-    let lifetime = Duration::from_secs(match data.conf_token_expire_time {
-        Some(secs) if secs > 0 => secs,
-        _ => 1800,
-    });
     Ok(ControlGrant {
         token: Secret::new(data.token),
-        lifetime,
+        lifetime: bounds::control_token_lifetime(data.conf_token_expire_time),
         expires_at_unix_ms: data.expire_time.filter(|&t| t > 0),
     })
 }
@@ -297,14 +314,15 @@ async fn post_json(
         ],
         body: Some(Bytes::from(body.to_string())),
     };
-    let answer = up.send(out).await.map_err(ApiError::Transport)?;
-    if answer.status != StatusCode::OK {
-        return Err(ApiError::rejected(&answer));
-    }
-    Ok(answer)
+    up.send(out).await.map_err(ApiError::Transport)
 }
 
-fn parse_access_grant(answer: &Answer) -> Result<AccessGrant, ApiError> {
+/// The answer of either login (App ID or account): the access token and its lifetime
+/// (bounded, see `upstream::bounds`).
+pub fn access_grant(answer: &Answer) -> Result<AccessGrant, ApiError> {
+    if answer.status != StatusCode::OK {
+        return Err(ApiError::rejected(answer));
+    }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Grant {
@@ -319,11 +337,9 @@ fn parse_access_grant(answer: &Answer) -> Result<AccessGrant, ApiError> {
             "access token is empty or not a valid header value".into(),
         ));
     }
-    // 12 to 24 hours are documented; assume the short end when the field is missing.
-    let valid_for = Duration::from_secs(grant.valid_period.filter(|&s| s > 0).unwrap_or(12 * 3600));
     Ok(AccessGrant {
         token: Secret::new(grant.access_token),
-        valid_for,
+        valid_for: bounds::access_token_lifetime(grant.valid_period),
     })
 }
 

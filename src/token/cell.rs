@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::TokenError;
+use crate::upstream::bounds::later;
 
 /// A cached credential that stops being usable at some instant.
 pub trait Expiring: Clone {
@@ -142,7 +143,7 @@ impl<T: Expiring> Cell<T> {
             st.streak = st.streak.saturating_add(1);
             policy.backoff(st.streak, crate::rand::unit())
         };
-        st.failure = Some((e.clone(), Instant::now() + wait));
+        st.failure = Some((e.clone(), later(Instant::now(), wait)));
         // A value that failed to renew stays until it is no longer usable by itself.
         e.with_retry_after(wait)
     }

@@ -12,7 +12,7 @@ use hyper::StatusCode;
 use super::api::ApiError;
 use crate::error::GatewayError;
 use crate::route::ConferenceId;
-use crate::upstream::{ConnectErrorKind, UpstreamError};
+use crate::upstream::{UpstreamCall, UpstreamError};
 
 /// Why no control token could be had. Cloned to every caller waiting on the same fetch.
 #[derive(Debug, Clone)]
@@ -31,8 +31,9 @@ pub enum TokenError {
     },
     /// The account can read the conference but not its chair password.
     NoChairPassword,
-    /// The account or App ID credentials were refused.
+    /// The App ID or account login was refused (or a fresh access token, by `call`).
     AuthFailed {
+        call: UpstreamCall,
         code: String,
     },
     /// The token API said no for a reason meetgate does not know.
@@ -40,8 +41,11 @@ pub enum TokenError {
         status: u16,
         code: String,
     },
-    Tls {
-        detail: String,
+    /// The upstream could not be reached for `call` (connect, TLS, connect timeout, circuit
+    /// breaker open): nothing was sent.
+    NotReached {
+        call: UpstreamCall,
+        error: UpstreamError,
     },
     /// A transient failure; try again later.
     Unavailable {
@@ -56,7 +60,7 @@ impl TokenError {
     pub fn is_definite(&self) -> bool {
         !matches!(
             self,
-            TokenError::Unavailable { .. } | TokenError::Tls { .. }
+            TokenError::Unavailable { .. } | TokenError::NotReached { .. }
         )
     }
 
@@ -89,7 +93,8 @@ impl TokenError {
                 upstream_code: code,
             },
             TokenError::NoChairPassword => GatewayError::ChairPasswordUnavailable { conference },
-            TokenError::AuthFailed { code } => GatewayError::UpstreamAuthFailed {
+            TokenError::AuthFailed { call, code } => GatewayError::UpstreamAuthFailed {
+                call,
                 upstream_code: code,
             },
             TokenError::Refused { status, code } => GatewayError::TokenRefused {
@@ -97,7 +102,7 @@ impl TokenError {
                 status,
                 upstream_code: code,
             },
-            TokenError::Tls { detail } => GatewayError::UpstreamTls { detail },
+            TokenError::NotReached { call, error } => error.into_gateway(call),
             TokenError::Unavailable {
                 cause,
                 retry_after_secs,
@@ -128,45 +133,49 @@ pub(super) fn token_api_error(e: ApiError) -> TokenError {
                 reason: "already ended",
                 code,
             },
-            _ => status_error(status, code),
+            _ => status_error(UpstreamCall::ControlToken, status, code),
         },
-        other => transport_error(other),
+        other => transport_error(UpstreamCall::ControlToken, other),
     }
 }
 
-/// Errors of the account authentication calls.
-pub(super) fn auth_api_error(e: ApiError) -> TokenError {
+/// Errors of a login (`call` is the App ID or the account login).
+pub(super) fn auth_api_error(call: UpstreamCall, e: ApiError) -> TokenError {
     match e {
         ApiError::Rejected { status, code, .. }
             if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
         {
-            TokenError::AuthFailed { code }
+            TokenError::AuthFailed { call, code }
         }
-        ApiError::Rejected { status, code, .. } => status_error(status, code),
-        other => transport_error(other),
+        ApiError::Rejected { status, code, .. } => status_error(call, status, code),
+        other => transport_error(call, other),
     }
 }
 
 /// Errors of the conference-details call.
 pub(super) fn detail_api_error(e: ApiError) -> TokenError {
+    let call = UpstreamCall::ConferenceDetails;
     match e {
         ApiError::Rejected { code, .. } if code == "MMC.111070005" => {
             TokenError::ConferenceNotFound { code }
         }
         ApiError::Rejected { status, code, .. } if status == StatusCode::UNAUTHORIZED => {
-            TokenError::AuthFailed { code }
+            TokenError::AuthFailed { call, code }
         }
-        ApiError::Rejected { status, code, .. } => status_error(status, code),
-        other => transport_error(other),
+        ApiError::Rejected { status, code, .. } => status_error(call, status, code),
+        other => transport_error(call, other),
     }
 }
 
 /// An error status without a known meaning: server errors and throttling are transient,
 /// other client errors definite.
-fn status_error(status: StatusCode, code: String) -> TokenError {
+fn status_error(call: UpstreamCall, status: StatusCode, code: String) -> TokenError {
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         TokenError::Unavailable {
-            cause: format!("upstream answered {} {code}", status.as_u16()),
+            cause: format!(
+                "the {call} call: upstream answered {} {code}",
+                status.as_u16()
+            ),
             retry_after_secs: 1,
         }
     } else {
@@ -177,13 +186,15 @@ fn status_error(status: StatusCode, code: String) -> TokenError {
     }
 }
 
-fn transport_error(e: ApiError) -> TokenError {
+/// A failed exchange: "not reached" when nothing was sent (the same answer as for a
+/// removal that could not be sent), otherwise transient.
+fn transport_error(call: UpstreamCall, e: ApiError) -> TokenError {
     match e {
-        ApiError::Transport(UpstreamError::Connect(c)) if c.kind == ConnectErrorKind::Tls => {
-            TokenError::Tls { detail: c.detail }
+        ApiError::Transport(error) if !error.may_have_been_received() => {
+            TokenError::NotReached { call, error }
         }
         other => TokenError::Unavailable {
-            cause: other.describe(),
+            cause: format!("the {call} call: {}", other.describe()),
             retry_after_secs: 1,
         },
     }
@@ -221,6 +232,62 @@ mod tests {
         ));
         assert!(token_api_error(rej(400, "MMC.111072065")).is_definite());
         assert!(!token_api_error(rej(503, "x")).is_definite());
+    }
+
+    #[test]
+    fn an_unreachable_upstream_is_one_answer_naming_the_call() {
+        use crate::upstream::{ConnectError, ConnectErrorKind};
+        let refused = || {
+            ApiError::Transport(UpstreamError::Connect(ConnectError {
+                kind: ConnectErrorKind::Tcp,
+                detail: "TCP connect to 127.0.0.1:1 failed: Connection refused".into(),
+            }))
+        };
+        let conference = ConferenceId::parse("914083136").unwrap();
+        let cases = [
+            (
+                auth_api_error(UpstreamCall::AppIdLogin, refused()),
+                "App ID login",
+            ),
+            (
+                auth_api_error(UpstreamCall::AccountLogin, refused()),
+                "account login",
+            ),
+            (detail_api_error(refused()), "conference details"),
+            (token_api_error(refused()), "control token"),
+        ];
+        for (err, call) in cases {
+            assert!(!err.is_definite(), "backs off and is tried again");
+            let e = err.into_gateway(&conference);
+            assert_eq!(
+                (e.status().as_u16(), e.code()),
+                (502, "MEETGATE.UPSTREAM_UNREACHABLE")
+            );
+            assert!(e.to_string().contains(&format!("the {call} call")), "{e}");
+        }
+        // The same as a removal that could not be sent.
+        let removal = UpstreamError::Connect(crate::upstream::ConnectError {
+            kind: ConnectErrorKind::Tcp,
+            detail: "refused".into(),
+        })
+        .into_gateway(UpstreamCall::Removal);
+        assert_eq!(removal.code(), "MEETGATE.UPSTREAM_UNREACHABLE");
+        assert!(removal.to_string().contains("the removal call"));
+    }
+
+    #[test]
+    fn a_refused_login_names_its_credential_kind() {
+        let rej = || ApiError::Rejected {
+            status: StatusCode::UNAUTHORIZED,
+            code: "USG.000000004".into(),
+        };
+        let conference = ConferenceId::parse("914083136").unwrap();
+        let app = auth_api_error(UpstreamCall::AppIdLogin, rej()).into_gateway(&conference);
+        assert!(app.to_string().contains("App ID login"), "{app}");
+        assert!(!app.to_string().contains("account"), "{app}");
+        let account = auth_api_error(UpstreamCall::AccountLogin, rej()).into_gateway(&conference);
+        assert!(account.to_string().contains("account login"), "{account}");
+        assert!(account.to_string().contains("credentials.password_file"));
     }
 
     #[test]

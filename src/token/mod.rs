@@ -31,7 +31,7 @@
 //! classification), `renew` (background renewal and idle eviction); this one holds the
 //! per-conference cache and the acquisition chain.
 
-mod api;
+pub mod api;
 pub mod cell;
 mod errors;
 mod renew;
@@ -49,13 +49,13 @@ use api::{ApiError, ConferenceDetail};
 use cell::{Cell, Expiring, FailurePolicy};
 pub use errors::TokenError;
 use errors::{auth_api_error, detail_api_error, token_api_error};
-pub use renew::refresh_point;
+pub use renew::{access_token_usable_until, control_token_times, refresh_point, TokenTimes};
 use renew::{renew, sweep_idle};
 
 use crate::config::{Credentials, TokenConfig};
 use crate::route::ConferenceId;
 use crate::secret::Secret;
-use crate::upstream::Upstream;
+use crate::upstream::{Upstream, UpstreamCall};
 
 /// The token settings, from `[token]`.
 #[derive(Debug, Clone)]
@@ -357,39 +357,29 @@ impl Inner {
 
     /// Works out until when a new token may be used and when to renew it.
     fn hold(&self, grant: api::ControlGrant, sent: Instant) -> Result<Held, TokenError> {
-        let lifetime = grant.lifetime;
-        let now = Instant::now();
-        let mut expires = sent + lifetime;
-        if let Some(at_ms) = grant.expires_at_unix_ms {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            expires = expires.min(now + Duration::from_millis(at_ms.saturating_sub(now_ms)));
-        }
-        let margin = lifetime
-            .mul_f64(0.05)
-            .clamp(Duration::from_millis(100), Duration::from_secs(30));
-        let usable_until = expires.checked_sub(margin).unwrap_or(now);
-        if usable_until <= now {
-            return Err(TokenError::Unavailable {
-                cause:
-                    "the upstream issued a control token that has already expired (check the clock)"
-                        .into(),
-                retry_after_secs: 1,
-            });
-        }
+        let now_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let times = control_token_times(
+            grant.lifetime,
+            grant.expires_at_unix_ms,
+            sent,
+            Instant::now(),
+            now_unix_ms,
+            self.settings.refresh_at_fraction,
+            crate::rand::unit(),
+        )
+        .ok_or_else(|| TokenError::Unavailable {
+            cause: "the upstream issued a control token that has already expired (check the clock)"
+                .into(),
+            retry_after_secs: 1,
+        })?;
         Ok(Held {
             token: grant.token,
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
-            usable_until,
-            refresh_at: refresh_point(
-                sent,
-                lifetime,
-                self.settings.refresh_at_fraction,
-                crate::rand::unit(),
-            )
-            .min(usable_until),
+            usable_until: times.usable_until,
+            refresh_at: times.refresh_at,
         })
     }
 
@@ -461,6 +451,10 @@ impl Inner {
                 let credentials = self.credentials();
                 self.stats.access_logins.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
+                let call = match &*credentials {
+                    Credentials::AppId { .. } => UpstreamCall::AppIdLogin,
+                    _ => UpstreamCall::AccountLogin,
+                };
                 let grant = match &*credentials {
                     Credentials::AppId {
                         app_id,
@@ -486,19 +480,17 @@ impl Inner {
                 };
                 let grant = grant.map_err(|e| {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    let err = auth_api_error(e);
-                    tracing::warn!(error = ?err, "account authentication failed");
+                    let err = auth_api_error(call, e);
+                    tracing::warn!(error = ?err, "{call} failed");
                     err
                 })?;
-                // Re-authenticate a little before the upstream's expiry (10 %, at most 10 min).
-                let margin = grant.valid_for.mul_f64(0.1).min(Duration::from_secs(600));
                 tracing::debug!(
                     valid_secs = grant.valid_for.as_secs(),
                     "access token obtained"
                 );
                 Ok(Access {
                     token: grant.token,
-                    usable_until: sent + grant.valid_for - margin,
+                    usable_until: access_token_usable_until(sent, grant.valid_for),
                 })
             })
             .await

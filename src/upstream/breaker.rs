@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::bounds::later;
+
 /// A circuit breaker over connection failures. After `threshold` consecutive connect or TLS
 /// failures it opens: calls fail at once, without touching the network, for `cooldown`. Then
 /// one call is let through as a probe; its success closes the breaker, its failure opens it
@@ -95,11 +97,11 @@ impl Breaker {
             (BreakerState::Closed { .. }, false) => {
                 tracing::warn!(failures = self.threshold, cooldown = ?self.cooldown, "upstream circuit breaker opened");
                 BreakerState::Open {
-                    until: now + self.cooldown,
+                    until: later(now, self.cooldown),
                 }
             }
             (BreakerState::HalfOpen { .. }, false) if probe => BreakerState::Open {
-                until: now + self.cooldown,
+                until: later(now, self.cooldown),
             },
             (other, false) => other,
         };

@@ -12,9 +12,11 @@
 //!   maybe, and is never retried. hyper-util re-sends a request only when a pooled connection
 //!   turned out closed before the request was written to it.
 //!
-//! Submodules: `connect` (TCP + TLS within one timeout, the trust anchors) and `breaker`
-//! (the circuit breaker over connection failures).
+//! Submodules: `connect` (TCP + TLS within one timeout, the trust anchors), `breaker`
+//! (the circuit breaker over connection failures) and [`bounds`] (the bounds on every number
+//! the upstream sends that meetgate computes with).
 
+pub mod bounds;
 mod breaker;
 mod connect;
 
@@ -73,8 +75,30 @@ impl Answer {
     }
 }
 
+/// Which of meetgate's upstream calls something happened to, as messages name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamCall {
+    AppIdLogin,
+    AccountLogin,
+    ConferenceDetails,
+    ControlToken,
+    Removal,
+}
+
+impl std::fmt::Display for UpstreamCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UpstreamCall::AppIdLogin => "App ID login",
+            UpstreamCall::AccountLogin => "account login",
+            UpstreamCall::ConferenceDetails => "conference details",
+            UpstreamCall::ControlToken => "control token",
+            UpstreamCall::Removal => "removal",
+        })
+    }
+}
+
 /// Why an upstream exchange failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// No connection could be made: nothing was sent.
     #[error("{0}")]
@@ -106,14 +130,24 @@ impl UpstreamError {
     }
 }
 
-impl From<UpstreamError> for GatewayError {
-    fn from(e: UpstreamError) -> Self {
-        match e {
+impl UpstreamError {
+    /// The caller-facing error when `call` failed this way. "Nothing reached the upstream"
+    /// answers the same whichever call met it; the message names the call.
+    pub fn into_gateway(self, call: UpstreamCall) -> GatewayError {
+        match self {
             UpstreamError::Connect(c) => match c.kind {
-                ConnectErrorKind::Tls => GatewayError::UpstreamTls { detail: c.detail },
-                ConnectErrorKind::Timeout(d) => GatewayError::ConnectTimeout(d),
+                ConnectErrorKind::Tls => GatewayError::UpstreamTls {
+                    call,
+                    detail: c.detail,
+                },
+                ConnectErrorKind::Timeout(timeout) => {
+                    GatewayError::ConnectTimeout { call, timeout }
+                }
                 ConnectErrorKind::Resolve | ConnectErrorKind::Tcp => {
-                    GatewayError::UpstreamUnreachable { detail: c.detail }
+                    GatewayError::UpstreamUnreachable {
+                        call,
+                        detail: c.detail,
+                    }
                 }
             },
             UpstreamError::Timeout(d) => GatewayError::UpstreamTimeout(d),
@@ -123,6 +157,7 @@ impl From<UpstreamError> for GatewayError {
                 failures,
                 retry_after_secs,
             } => GatewayError::UpstreamUnavailable {
+                call,
                 failures,
                 retry_after_secs,
             },

@@ -187,3 +187,59 @@ async fn an_idle_pooled_connection_closed_by_the_upstream_is_replaced_transparen
         "a new connection replaced the closed one"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_gets_one_answer_whichever_call_met_it() {
+    // Each case: credentials, conferences to warm up while the upstream is there, then the
+    // conference asked for once it is gone, and the call that meets the closed port.
+    let host_password = Creds::host_passwords(&[(demo::CONFERENCE_ID, demo::CHAIR_PASSWORD)]);
+    let cases = [
+        (Creds::AppId, None, demo::CONFERENCE_ID, "App ID login"),
+        (Creds::Account, None, demo::CONFERENCE_ID, "account login"),
+        (host_password, None, demo::CONFERENCE_ID, "control token"),
+        (
+            Creds::AppId,
+            Some(demo::CONFERENCE_ID),
+            demo::CONFERENCE_ID_2,
+            "conference details",
+        ),
+        (
+            Creds::AppId,
+            Some(demo::CONFERENCE_ID),
+            demo::CONFERENCE_ID,
+            "removal",
+        ),
+    ];
+    for (creds, warm, conference, call) in cases {
+        let bin = Setup::default()
+            .creds(creds)
+            .via_proxy()
+            // Every call opens a new connection and tries the network (pooled connections
+            // and the breaker have their own tests).
+            .set("upstream", "pool_max_idle = 0")
+            .set("upstream", "circuit_breaker_failures = 0")
+            .start_binary()
+            .await;
+        if let Some(c) = warm {
+            assert_eq!(bin.delete(c, None, &one("warm")).await.status, 200);
+        }
+        bin.proxy().switch_to(Mode::Refuse).await;
+        bin.proxy().close_all();
+        let resp = bin
+            .delete(conference, None, &one(&call.replace(' ', "-")))
+            .await;
+        assert_eq!(
+            (resp.status, resp.code().as_str()),
+            (502, "MEETGATE.UPSTREAM_UNREACHABLE"),
+            "{call}: {resp:?}"
+        );
+        let msg = resp.msg();
+        assert!(msg.contains(&format!("for the {call} call")), "{msg}");
+        assert!(msg.contains("nothing was forwarded"), "{msg}");
+        assert_eq!(
+            bin.sim.calls(Endpoint::DeleteAttendees),
+            u64::from(warm.is_some()),
+            "{call}: nothing but the warm-up reached the upstream"
+        );
+    }
+}

@@ -16,7 +16,7 @@ mod harness;
 use harness::audit_recovery::{self, Outcome};
 use harness::http_service::Service;
 use harness::scratch::Scratch;
-use harness::{seeds, validate};
+use harness::{seeds, upstream_answers, validate};
 
 fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -122,6 +122,23 @@ async fn http_service_corpus_keeps_its_invariants() {
     service.close().await;
 }
 
+#[test]
+fn upstream_answers_corpus_keeps_its_invariants() {
+    let (mut logins, mut details, mut usable) = (0, 0, 0);
+    for (name, data) in inputs("upstream_answers", seeds::upstream_answers()) {
+        eprintln!("replaying {name}");
+        let outcome = upstream_answers::check(&data);
+        eprintln!("  {outcome:?}");
+        logins += usize::from(outcome.login);
+        details += usize::from(outcome.details);
+        usable += usize::from(outcome.usable);
+    }
+    assert!(
+        logins >= 1 && details >= 1 && usable >= 1,
+        "the corpus holds accepted logins ({logins}), details ({details}) and usable control tokens ({usable})"
+    );
+}
+
 /// Writes the generated seeds into the corpora as `seed-<name>` (run by hand, see the top).
 #[test]
 #[ignore = "writes into fuzz/corpus; run by hand to refresh the seed files"]
@@ -131,6 +148,7 @@ fn write_seed_corpora() {
         ("validate", seeds::bodies()),
         ("audit_recovery", seeds::audit_logs(dir.path())),
         ("http_service", seeds::http_requests()),
+        ("upstream_answers", seeds::upstream_answers()),
     ];
     for (target, seeds) in sets {
         let out = corpus_dir(target);

@@ -3,6 +3,7 @@
 //! nothing, per-key state stays bounded, and the upstream's own 429 is relayed, not retried.
 
 use hyper::Method;
+use meetgate::faultproxy::Mode;
 use meetgate::sim::{demo, Endpoint, Fault};
 
 use crate::support::*;
@@ -235,4 +236,122 @@ async fn the_upstreams_own_429_is_relayed_with_retry_after_and_not_retried() {
     assert_eq!(resp.text(), body);
     assert_eq!(resp.header("retry-after"), Some("3"));
     assert_eq!(gw.sim.calls(Endpoint::DeleteAttendees), 1, "never retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_made_up_callers_and_conferences_does_not_lock_out_a_real_one() {
+    // 1 100 requests, each naming a new caller and a new (unconfigured) conference: more
+    // keys than either table holds, every one of them still owing its unit.
+    let bin = Setup::default()
+        .creds(Creds::host_passwords(&[(
+            demo::CONFERENCE_ID,
+            demo::CHAIR_PASSWORD,
+        )]))
+        .toml(
+            "[rate_limit]\nmax_tracked_keys = 1000\nper_caller = { per_hour = 60, burst = 5 }\nper_conference = { per_hour = 60, burst = 5 }",
+        )
+        .start_binary()
+        .await;
+    let bin = std::sync::Arc::new(bin);
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let bin = bin.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..275 {
+                let n = worker * 275 + i;
+                let conference = (800_000_000 + n).to_string();
+                let caller = format!("made-up-{n}");
+                let resp = bin.delete(&conference, Some(&caller), &tagged(n)).await;
+                statuses.push(resp.status);
+            }
+            statuses
+        }));
+    }
+    for t in tasks {
+        let statuses = t.await.expect("task");
+        assert!(
+            statuses.iter().all(|&s| s == 403),
+            "every new key is admitted (then refused as unconfigured): {statuses:?}"
+        );
+    }
+    // A caller that never sent anything, for a real conference nobody asked for yet.
+    let resp = bin
+        .delete(demo::CONFERENCE_ID, Some("newcomer"), SEED_BODY)
+        .await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_upstream_outage_callers_get_their_budget_back_and_no_429() {
+    // Every limit has room for 4 units; the outage below costs 8 requests.
+    let bin = Setup::default()
+        .via_proxy()
+        .set("upstream", "circuit_breaker_failures = 3")
+        .set("upstream", "circuit_breaker_cooldown_ms = 300")
+        .set("token", "backoff_max_ms = 1000")
+        .toml(
+            "[rate_limit]\nglobal = { per_hour = 60, burst = 4 }\nper_conference = { per_hour = 60, burst = 4 }\nper_caller = { per_hour = 60, burst = 4 }",
+        )
+        .start_binary()
+        .await;
+    // A warm conference (token cached) and a cold one.
+    let warm = demo::CONFERENCE_ID;
+    let cold = demo::CONFERENCE_ID_2;
+    assert_eq!(bin.delete(warm, Some("svc"), &tagged(0)).await.status, 200);
+    bin.proxy().switch_to(Mode::Refuse).await;
+    bin.proxy().close_all();
+    let mut codes = std::collections::BTreeSet::new();
+    for i in 0..8 {
+        let conference = if i % 2 == 0 { warm } else { cold };
+        let resp = bin.delete(conference, Some("svc"), &tagged(1 + i)).await;
+        assert!(
+            resp.status == 502 || resp.status == 503,
+            "request {i}: the outage, not a 429: {resp:?}"
+        );
+        codes.insert(resp.code());
+    }
+    // Both the connection failures and the open breaker were met (and refunded).
+    assert!(codes.contains("MEETGATE.UPSTREAM_UNREACHABLE"), "{codes:?}");
+    assert!(codes.contains("MEETGATE.UPSTREAM_UNAVAILABLE"), "{codes:?}");
+    bin.proxy().switch_to(Mode::Pass).await;
+    // Once the breaker lets a call through again (and, for the cold conference, the token
+    // service's backoff after its failures has passed), both are served; until then the
+    // answers still say the upstream was not reached, never 429.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut tag = 100;
+    for conference in [warm, cold] {
+        loop {
+            let resp = bin.delete(conference, Some("svc"), &tagged(tag)).await;
+            tag += 1;
+            if resp.status == 200 {
+                break;
+            }
+            assert!(
+                matches!(
+                    (resp.status, resp.code().as_str()),
+                    (503, "MEETGATE.UPSTREAM_UNAVAILABLE") | (502, "MEETGATE.UPSTREAM_UNREACHABLE")
+                ),
+                "only the breaker's cool-down or the token backoff may delay it: {resp:?}"
+            );
+            assert!(std::time::Instant::now() < deadline, "never served again");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    // Only the removals that went out were charged (the warm-up and the two above): the
+    // caller has exactly one unit left, then none.
+    let resp = bin.delete(warm, Some("svc"), &tagged(999)).await;
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let state = resp.header("ratelimit").expect("RateLimit").to_owned();
+    assert!(
+        state.contains("\"global\";r=0") && state.contains("\"per_caller\";r=0"),
+        "{state}"
+    );
+    let resp = bin.delete(warm, Some("svc"), &tagged(1000)).await;
+    assert_eq!(
+        resp.status, 429,
+        "the budget is exactly what the limits allow"
+    );
+    assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 4);
 }

@@ -379,3 +379,51 @@ async fn a_slow_upstream_is_a_504_and_an_unreachable_one_a_502() {
     );
     running.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_reported_as_the_credential_kind_that_was_used() {
+    // An App ID whose key the upstream does not accept, and an account whose password it
+    // does not accept: each answer and log line names that login and the keys to check.
+    let app_id = Setup::default().creds(Creds::AppIdWithKey("not-the-app-key".into()));
+    let account = Setup::default()
+        .creds(Creds::Account)
+        .sim(|s| s.accounts[0].password = "another-password".into());
+    let cases = [
+        (
+            app_id,
+            "App ID login",
+            "credentials.app_key_file",
+            "account",
+        ),
+        (
+            account,
+            "account login",
+            "credentials.password_file",
+            "App ID",
+        ),
+    ];
+    for (setup, login, key, other) in cases {
+        let bin = setup.start_binary().await;
+        let resp = bin.delete(demo::CONFERENCE_ID, None, SEED_BODY).await;
+        assert_eq!(
+            (resp.status, resp.code().as_str()),
+            (502, "MEETGATE.UPSTREAM_AUTH_FAILED"),
+            "{resp:?}"
+        );
+        let msg = resp.msg();
+        assert!(msg.contains(login) && msg.contains(key), "{msg}");
+        assert!(!msg.contains(other), "{msg}");
+        assert!(
+            !resp.text().contains("not-the-app-key"),
+            "never echoes a secret"
+        );
+        bin.proc.wait_log(&format!("{login} failed")).await;
+        let log = bin.proc.log_text();
+        assert!(
+            !log.contains(&format!("{other} login failed"))
+                && !log.contains("account authentication failed"),
+            "{log}"
+        );
+        assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 0);
+    }
+}

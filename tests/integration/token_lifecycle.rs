@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meetgate::sim::{demo, ConferenceState, Endpoint, Fault, SimConference};
+use meetgate::sim::{demo, AnnouncedNumbers, ConferenceState, Endpoint, Fault, SimConference};
 
 use crate::support::*;
 
@@ -430,4 +430,124 @@ async fn the_cache_is_bounded_and_idle_conferences_are_dropped() {
     assert_eq!(tokens(), 0, "idle conferences are evicted");
     // And come back on demand.
     assert_eq!(gw.delete(demo::CONFERENCE_ID, SEED_BODY).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_token_lifetimes_from_the_upstream_neither_crash_meetgate_nor_stop_removals() {
+    // Every number of the token answers is 2^64 - 1 (validPeriod, confTokenExpireTime and
+    // both expireTimes): added to an Instant unchecked, it panics, and the release build
+    // aborts on panic.
+    let creds = [
+        Creds::AppId,
+        Creds::Account,
+        Creds::host_passwords(&[(demo::CONFERENCE_ID, demo::CHAIR_PASSWORD)]),
+    ];
+    for creds in creds {
+        let mut bin = Setup::default()
+            .creds(creds)
+            .sim(|s| s.announced = AnnouncedNumbers::huge())
+            .start_binary()
+            .await;
+        for i in 0..3 {
+            let resp = bin.delete(demo::CONFERENCE_ID, None, &tagged(i)).await;
+            assert_eq!(resp.status, 200, "{resp:?}\n{}", bin.proc.log_text());
+        }
+        assert!(bin.alive(), "meetgate exited:\n{}", bin.proc.log_text());
+        assert!(!bin.proc.log_text().contains("panicked"));
+        assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 3);
+        assert_eq!(bin.sim.expired_token_uses(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_token_announced_as_already_expired_gets_a_clear_answer() {
+    let mut bin = Setup::default()
+        .sim(|s| s.announced.control_expire_time = Some(1))
+        .start_binary()
+        .await;
+    let resp = bin.delete(demo::CONFERENCE_ID, None, SEED_BODY).await;
+    assert_eq!(
+        (resp.status, resp.code().as_str()),
+        (503, "MEETGATE.TOKEN_UNAVAILABLE"),
+        "{resp:?}"
+    );
+    assert!(
+        resp.msg().contains("already expired (check the clock)"),
+        "{}",
+        resp.msg()
+    );
+    assert!(bin.alive());
+    assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_that_has_not_started_is_asked_about_once_per_negative_cache_window() {
+    // App ID credentials learn it from the conference details, host-password ones from the
+    // control-token call; either way, one upstream call answers the whole window.
+    let host_password = Creds::host_passwords(&[(
+        demo::SCHEDULED_CONFERENCE_ID,
+        demo::SCHEDULED_CHAIR_PASSWORD,
+    )]);
+    let cases = [
+        (Creds::AppId, Endpoint::ConfDetail),
+        (Creds::Account, Endpoint::ConfDetail),
+        (host_password, Endpoint::ControlToken),
+    ];
+    for (creds, endpoint) in cases {
+        let bin = Setup::default()
+            .creds(creds)
+            .set("token", "negative_cache_secs = 600")
+            .start_binary()
+            .await;
+        for i in 0..10 {
+            let resp = bin
+                .delete(demo::SCHEDULED_CONFERENCE_ID, None, &tagged(i))
+                .await;
+            assert_eq!(
+                (resp.status, resp.code().as_str()),
+                (409, "MEETGATE.CONFERENCE_NOT_RUNNING"),
+                "{resp:?}"
+            );
+            assert!(resp.msg().contains("not started yet"), "{}", resp.msg());
+        }
+        assert_eq!(
+            bin.sim.calls_for(endpoint, demo::SCHEDULED_CONFERENCE_ID),
+            1,
+            "{endpoint}: {:?}",
+            bin.sim.stats()
+        );
+        assert_eq!(bin.sim.calls(Endpoint::DeleteAttendees), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_that_starts_is_served_once_the_negative_cache_window_has_passed() {
+    let bin = Setup::default()
+        .set("token", "negative_cache_secs = 1")
+        .start_binary()
+        .await;
+    let conference = demo::SCHEDULED_CONFERENCE_ID;
+    assert_eq!(bin.delete(conference, None, &tagged(0)).await.status, 409);
+    bin.sim
+        .set_conference_state(conference, ConferenceState::Started);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut tag = 1;
+    loop {
+        let resp = bin.delete(conference, None, &tagged(tag)).await;
+        if resp.status == 200 {
+            break;
+        }
+        assert_eq!(resp.status, 409, "{resp:?}");
+        assert!(Instant::now() < deadline, "still refused after 30 s");
+        tag += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Within the window the remembered answer was given; the first request after it asked
+    // again and was served.
+    assert_eq!(
+        bin.sim.calls_for(Endpoint::ConfDetail, conference),
+        2,
+        "{:?}",
+        bin.sim.stats()
+    );
 }

@@ -226,11 +226,12 @@ fn issue(
 /// so `expireTime − createTime/1000 = validPeriod` as in the doc example.
 fn token_object(ctx: &Ctx<'_>, g: &Grant) -> serde_json::Value {
     let u = &g.user;
+    let announced = ctx.state.cfg.announced;
     json!({
         "accessToken": g.access_token,
         "tokenIp": ctx.peer.ip().to_string(),
-        "validPeriod": g.expiry_ms.saturating_sub(g.created_ms) / 1000,
-        "expireTime": g.expiry_ms / 1000,
+        "validPeriod": announced.valid_period.unwrap_or(g.expiry_ms.saturating_sub(g.created_ms) / 1000),
+        "expireTime": announced.access_expire_time.unwrap_or(g.expiry_ms / 1000),
         "createTime": g.created_ms,
         "refreshToken": g.refresh_token,
         "refreshValidPeriod": g.refresh_expiry_ms.saturating_sub(ctx.now_ms) / 1000,

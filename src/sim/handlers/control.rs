@@ -102,6 +102,7 @@ fn require_started(state: ConferenceState) -> Result<(), ApiError> {
 /// The §5 response shape (note the upstream's spelling `gloablPublicIP`).
 fn token_json(ctx: &Ctx<'_>, conference: &str, t: &Issued) -> serde_json::Value {
     let state = ctx.state;
+    let announced = state.cfg.announced;
     json!({
         "data": {
             "token": t.token,
@@ -111,11 +112,13 @@ fn token_json(ctx: &Ctx<'_>, conference: &str, t: &Issued) -> serde_json::Value 
                 state.local_addr
             ),
             "role": t.role,
-            "expireTime": t.expiry_ms,
+            "expireTime": announced.control_expire_time.unwrap_or(t.expiry_ms),
             "userID": "ff8080817b3e2c6d017b3e3b2e4d0000",
             "orgID": "651543334",
             "participantID": "",
-            "confTokenExpireTime": state.control_lifetime_ms() / 1000,
+            "confTokenExpireTime": announced
+                .conf_token_expire_time
+                .unwrap_or(state.control_lifetime_ms() / 1000),
             "vmrCurrentConfID": "",
             "supportNotifyType": [],
         },

@@ -24,6 +24,7 @@ use meetgate::config::{Config, Credentials};
 use meetgate::faultproxy::FaultProxy;
 use meetgate::sim::{demo, Endpoint, SimConfig, SimHandle, Simulator};
 
+pub mod binary;
 pub mod process;
 
 /// The example body of the upstream's documentation.
